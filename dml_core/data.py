@@ -1,0 +1,125 @@
+"""Profiles and the generated data splits (train / gallery / query) of every task.
+
+A split is generated in fixed-size chunks, each from its own seed, so the bytes depend only
+on (task, split, profile) and never on how many worker processes produced them.
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .store import ArtifactStore, CorruptArtifact
+from .tasks import DEFAULT_IMAGE_SIZE, TaskData, get_task
+
+SPLITS = ("train", "gallery", "query")
+CHUNK = 250
+_SPLIT_SEED = {"train": 1, "gallery": 2, "query": 3}
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    sizes: dict  # split -> number of images
+    seeds: tuple[int, ...]  # training seeds (spread over seeds in the benchmark)
+    image_size: int = DEFAULT_IMAGE_SIZE
+
+
+PROFILES = {
+    "quick": Profile("quick", {"train": 1500, "gallery": 500, "query": 100}, seeds=(0,)),
+    "full": Profile("full", {"train": 10000, "gallery": 2000, "query": 500}, seeds=(0, 1, 2)),
+}
+
+
+def get_profile(name: str) -> Profile:
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose from {', '.join(PROFILES)}")
+    return PROFILES[name]
+
+
+def _chunk_seed(split: str, chunk: int) -> int:
+    return _SPLIT_SEED[split] * 100_003 + chunk
+
+
+def _generate_chunk(task_name: str, split: str, chunk: int, n: int, size: int) -> TaskData:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+    return get_task(task_name).generate(n, seed=_chunk_seed(split, chunk), size=size)
+
+
+def concat(parts: list[TaskData]) -> TaskData:
+    return TaskData(
+        images=np.concatenate([p.images for p in parts]),
+        labels=np.concatenate([p.labels for p in parts]),
+        meta={key: [v for p in parts for v in p.meta[key]] for key in parts[0].meta},
+    )
+
+
+def generate_split(
+    task_name: str,
+    split: str,
+    n: int,
+    size: int = DEFAULT_IMAGE_SIZE,
+    workers: int | None = None,
+    on_chunk: Callable[[int], None] | None = None,
+    pool: ProcessPoolExecutor | None = None,
+) -> TaskData:
+    """Generate ``n`` images of ``split`` in chunks of ``CHUNK``, in parallel processes."""
+    jobs = [(task_name, split, c, min(CHUNK, n - c * CHUNK), size) for c in range((n + CHUNK - 1) // CHUNK)]
+    workers = workers if workers is not None else min(len(jobs), os.cpu_count() or 1)
+    if pool is None and workers <= 1:
+        parts = []
+        for job in jobs:
+            parts.append(_generate_chunk(*job))
+            if on_chunk:
+                on_chunk(job[3])
+        return concat(parts)
+    own_pool = pool is None
+    if own_pool:
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        futures = [pool.submit(_generate_chunk, *job) for job in jobs]
+        parts = []
+        for future, job in zip(futures, jobs):
+            parts.append(future.result())
+            if on_chunk:
+                on_chunk(job[3])
+        return concat(parts)
+    finally:
+        if own_pool:
+            pool.shutdown()
+
+
+def split_key(task_name: str, split: str) -> tuple[str, ...]:
+    return (task_name, "data", split)
+
+
+def save_split(store: ArtifactStore, task_name: str, split: str, data: TaskData, meta: dict) -> None:
+    with store.writer(*split_key(task_name, split), meta=meta) as tmp:
+        np.save(tmp / "images.npy", data.images, allow_pickle=False)
+        np.save(tmp / "labels.npy", data.labels, allow_pickle=False)
+        (tmp / "meta.json").write_text(json.dumps(data.meta))
+
+
+def load_split(store: ArtifactStore, task_name: str, split: str, mmap: bool = True) -> TaskData:
+    """A stored split; images are memory-mapped unless ``mmap=False``."""
+    key = split_key(task_name, split)
+    store.verify(*key)
+    meta = store.load_json(*key, name="meta.json")
+    if not isinstance(meta, dict):
+        raise CorruptArtifact(f"artifact {'/'.join(key)}: meta.json is not an object")
+    return TaskData(
+        images=store.load_array(*key, name="images.npy", mmap=mmap),
+        labels=store.load_array(*key, name="labels.npy"),
+        meta=meta,
+    )

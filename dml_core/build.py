@@ -1,32 +1,73 @@
 """``python -m dml_core build``: data → features → models → indexes → projections.
 
 Each stage writes artifacts through the store and skips what is already valid, so a rerun
-with nothing to do takes seconds and a killed run resumes where it stopped.
+with nothing to do takes seconds and a killed run resumes where it stopped (training resumes
+from its last checkpoint under ``<task>/runs``).
+
+Artifacts per task::
+
+    <task>/data/{train,gallery,query}/     images.npy labels.npy meta.json
+    <task>/features/                       backbone feature cache (dml_core.embedders.features)
+    <task>/label_dist/                     query × gallery label distances
+    <task>/models/<model_id>/              head weights, gallery/query embeddings, FAISS index,
+                                           UMAP projection, metrics.json
 """
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
+import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 
+import numpy as np
 from tqdm.auto import tqdm
 
-from .data import SPLITS, generate_split, get_profile, save_split, split_key
-from .store import ArtifactStore
-from .tasks import TASK_NAMES
+from .data import SPLITS, Profile, generate_split, get_profile, load_split, save_split, split_key
+from .store import ArtifactStore, atomic_write_json
+from .tasks import TASK_NAMES, get_task
+
+BACKBONE = "efficientnet_lite0"
+#: Features the heads train on: the 2x2-pooled last feature map keeps coarse spatial layout,
+#: which pose and room layout need (DESIGN.md §3); the ImageNet baseline uses its global mean.
+TRAIN_MODE = "spatial2x2"
+BASELINE = "imagenet"
+METHODS_AT_FULL_DIM = ("contrastive", "binary_triplet", "dense_triplet", "log_ratio")
+ABLATION_METHODS = ("binary_triplet", "log_ratio")
 
 
-def build_data(store: ArtifactStore, profile_name: str, tasks=TASK_NAMES, workers: int | None = None) -> dict:
+@dataclass(frozen=True)
+class ModelSpec:
+    method: str
+    dim: int | None = None
+    seed: int = 0
+    prefix: str = ""  # "lab-" for models trained in the Training lab, so they never clash with the build's
+
+    @property
+    def id(self) -> str:
+        return self.method if self.method == BASELINE else f"{self.prefix}{self.method}-d{self.dim}-s{self.seed}"
+
+    @property
+    def projected(self) -> bool:
+        """UMAP projections are made for the main models (full dimension, first seed)."""
+        return self.method == BASELINE or (self.dim == 128 and self.seed == 0)
+
+
+def model_plan(profile: Profile) -> list[ModelSpec]:
+    plan = [ModelSpec(BASELINE)]
+    for seed in profile.seeds:
+        plan += [ModelSpec(m, profile.dim, seed) for m in METHODS_AT_FULL_DIM]
+        plan += [ModelSpec(m, d, seed) for m in ABLATION_METHODS for d in profile.ablation_dims]
+    return plan
+
+
+# ----------------------------------------------------------------------------- data
+def build_data(store: ArtifactStore, profile: Profile, tasks=TASK_NAMES, workers: int | None = None) -> dict:
     """Generate the missing data splits of ``tasks``; returns seconds and images/s per task."""
-    profile = get_profile(profile_name)
     timings = {}
-    todo = [
-        (task, split)
-        for task in tasks
-        for split in SPLITS
-        if not _split_is_current(store, task, split, profile)
-    ]
+    todo = [(task, split) for task in tasks for split in SPLITS if not _split_is_current(store, task, split, profile)]
     if not todo:
         return timings
     workers = workers or os.cpu_count() or 1
@@ -46,19 +87,196 @@ def build_data(store: ArtifactStore, profile_name: str, tasks=TASK_NAMES, worker
     return timings
 
 
-def _split_is_current(store: ArtifactStore, task: str, split: str, profile) -> bool:
+def stored_profile(store: ArtifactStore, task: str) -> Profile:
+    """The profile the task's stored data was built with."""
+    return get_profile(store.manifest(*split_key(task, "gallery"))["meta"]["profile"])
+
+
+def _split_is_current(store: ArtifactStore, task: str, split: str, profile: Profile) -> bool:
     if not store.is_valid(*split_key(task, split)):
         return False
     meta = store.manifest(*split_key(task, split))["meta"]
     return meta.get("n") == profile.sizes[split] and meta.get("size") == profile.image_size
 
 
-def run_build(profile_name: str = "quick", tasks=TASK_NAMES, store: ArtifactStore | None = None) -> dict:
+# ------------------------------------------------------------------------- features
+_BACKBONES: dict = {}
+
+
+def shared_backbone(name: str = BACKBONE):
+    """One frozen backbone per process (it holds no per-request state)."""
+    if name not in _BACKBONES:
+        from .embedders import create_backbone
+
+        _BACKBONES[name] = create_backbone(name)
+    return _BACKBONES[name]
+
+
+def split_features(store: ArtifactStore, task: str, split: str, mode: str = TRAIN_MODE, progress: bool = True) -> np.ndarray:
+    """Backbone features of a stored split, from the feature cache when present."""
+    from .embedders.features import extract_features
+
+    images = load_split(store, task, split).images
+    return extract_features(shared_backbone(), images, mode=mode, cache_dir=store.path(task, "features"), progress=progress)
+
+
+def pooled_from_spatial(features: np.ndarray) -> np.ndarray:
+    """Global-average features from 2x2 ones (channel-major (C, 2, 2)): the quadrants' mean."""
+    return features.reshape(len(features), -1, 4).mean(axis=2)
+
+
+def build_features(store: ArtifactStore, tasks=TASK_NAMES) -> dict:
+    timings = {}
+    for task in tasks:
+        start = time.perf_counter()
+        n = sum(len(split_features(store, task, split)) for split in SPLITS)
+        seconds = time.perf_counter() - start
+        timings[task] = {"seconds": round(seconds, 2), "images": n}
+    return timings
+
+
+# ------------------------------------------------------------------- label distances
+def build_label_distances(store: ArtifactStore, profile: Profile, tasks=TASK_NAMES) -> None:
+    for task in tasks:
+        key = (task, "label_dist")
+        if store.is_valid(*key) and store.manifest(*key)["meta"].get("profile") == profile.name:
+            continue
+        query, gallery = load_split(store, task, "query"), load_split(store, task, "gallery")
+        matrix = get_task(task).label_distance(query.labels, gallery.labels).astype(np.float32)
+        with store.writer(*key, meta={"shape": list(matrix.shape), "profile": profile.name}) as tmp:
+            np.save(tmp / "query_gallery.npy", matrix)
+
+
+def query_gallery_label_distance(store: ArtifactStore, task: str) -> np.ndarray:
+    return store.load_array(task, "label_dist", name="query_gallery.npy")
+
+
+# --------------------------------------------------------------------------- models
+class TaskFeatures:
+    """A task's stored splits and cached backbone features, loaded once for many models."""
+
+    def __init__(self, store: ArtifactStore, task: str, progress: bool = True):
+        self.store, self.task = store, task
+        self.train = load_split(store, task, "train")
+        self.features = {split: split_features(store, task, split, progress=progress) for split in SPLITS}
+        self._neighbours = None
+
+    @property
+    def neighbours(self):
+        """Label-space neighbours of the training split (k_pos = 30), shared by every method."""
+        if self._neighbours is None:
+            from .mining import LabelNeighbours
+
+            self._neighbours = LabelNeighbours(self.train.labels, get_task(self.task).label_distance, k=30)
+        return self._neighbours
+
+
+def train_model(
+    data: TaskFeatures, spec: ModelSpec, profile: Profile, steps: int | None = None, origin: str = "build",
+    progress: bool = True, on_step=None, **method_overrides,
+) -> str:
+    """Train (or resume) ``spec`` on cached features, then store it with embeddings, index,
+    projection and metrics; returns the model id. ``on_step(step, loss)`` returning False stops
+    training early (the model is then stored as trained so far)."""
+    from .train import embed, fit
+
+    store, task = data.store, data.task
+    steps = steps or profile.steps
+    if spec.method == BASELINE:
+        gallery, query = (pooled_from_spatial(data.features[s]) for s in ("gallery", "query"))
+        save_model(store, task, spec, profile, gallery, query, None, "cosine", steps=0, origin=origin)
+        return spec.id
+    run_dir = store.path(task, "runs", spec.id)
+    model, history = fit(
+        data.features["train"], data.train.labels, get_task(task).label_distance, method=spec.method,
+        dim=spec.dim, steps=steps, seed=spec.seed, checkpoint_dir=run_dir, neighbours=data.neighbours,
+        progress=progress, on_step=on_step, **method_overrides,
+    )
+    metric = "cosine" if model.normalize else "l2"
+    save_model(
+        store, task, spec, profile, embed(model, data.features["gallery"]), embed(model, data.features["query"]),
+        run_dir, metric, steps=steps, origin=origin, loss=history["loss"],
+    )
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return spec.id
+
+
+def build_models(store: ArtifactStore, profile: Profile, tasks=TASK_NAMES, progress: bool = True) -> dict:
+    """Train, embed, index and project every model of the plan that is not already stored."""
+    timings = {}
+    for task in tasks:
+        todo = [spec for spec in model_plan(profile) if not _model_is_current(store, task, spec, profile)]
+        timings[task] = {}
+        if not todo:
+            continue
+        data = TaskFeatures(store, task, progress)
+        for spec in todo:
+            start = time.perf_counter()
+            train_model(data, spec, profile, progress=progress)
+            timings[task][spec.id] = round(time.perf_counter() - start, 2)
+    return timings
+
+
+def _model_is_current(store: ArtifactStore, task: str, spec: ModelSpec, profile: Profile) -> bool:
+    key = (task, "models", spec.id)
+    if not store.is_valid(*key):
+        return False
+    meta = store.manifest(*key)["meta"]
+    return meta.get("profile") == profile.name and meta.get("steps") == (0 if spec.method == BASELINE else profile.steps)
+
+
+def save_model(
+    store, task, spec: ModelSpec, profile: Profile, gallery: np.ndarray, query: np.ndarray, run_dir, metric: str,
+    steps: int, origin: str, loss: list[float] | None = None,
+) -> None:
+    from .index import build_index, save_index
+    from .metrics import evaluate
+
+    gallery = np.ascontiguousarray(gallery, dtype=np.float32)
+    query = np.ascontiguousarray(query, dtype=np.float32)
+    result = evaluate(query, gallery, query_gallery_label_distance(store, task), metric=metric)
+    summary = {k: float(v) for k, v in result.items() if "@" in k or k == "spearman"}
+    meta = {
+        "task": task, "model_id": spec.id, "method": spec.method, "dim": int(gallery.shape[1]), "seed": spec.seed,
+        "metric": metric, "backbone": BACKBONE, "feature_mode": "pooled" if spec.method == BASELINE else TRAIN_MODE,
+        "profile": profile.name, "steps": steps, "origin": origin, "metrics": summary,
+    }
+    with store.writer(task, "models", spec.id, meta=meta) as tmp:
+        if run_dir is not None:
+            config = json.loads((run_dir / "config.json").read_text())
+            shutil.copy(run_dir / config["files"]["model"]["name"], tmp / config["files"]["model"]["name"])
+            config["files"] = {"model": config["files"]["model"]}
+            (tmp / "config.json").write_text(json.dumps(config))
+        np.save(tmp / "gallery.npy", gallery)
+        np.save(tmp / "query.npy", query)
+        np.save(tmp / "per_query_ndcg10.npy", np.asarray(result["per_query"]["ndcg@10"], dtype=np.float32))
+        if loss is not None:
+            np.save(tmp / "loss.npy", np.asarray(loss, dtype=np.float32))
+        save_index(build_index(gallery, metric=metric), tmp / "index.faiss")
+        if spec.projected:
+            from .projection import fit_projection, save_projection
+
+            save_projection(fit_projection(gallery, metric=metric, seed=0), tmp / "projection.npz")
+
+
+# ---------------------------------------------------------------------------- build
+def run_build(profile_name: str = "quick", tasks=TASK_NAMES, store: ArtifactStore | None = None, progress: bool = True) -> dict:
+    profile = get_profile(profile_name)
     store = store or ArtifactStore()
     store.root.mkdir(parents=True, exist_ok=True)
     store.sweep()
-    report = {"profile": profile_name, "stages": {}}
+    stages = {}
     start = time.perf_counter()
-    report["stages"]["data"] = build_data(store, profile_name, tasks)
-    report["build_s"] = round(time.perf_counter() - start, 2)
+    for name, stage in [
+        ("data", lambda: build_data(store, profile, tasks)),
+        ("features", lambda: build_features(store, tasks)),
+        ("label_distances", lambda: build_label_distances(store, profile, tasks)),
+        ("models", lambda: build_models(store, profile, tasks, progress)),
+    ]:
+        stage_start = time.perf_counter()
+        detail = stage()
+        stages[name] = {"seconds": round(time.perf_counter() - stage_start, 2), "detail": detail}
+        print(f"build: {name} done in {stages[name]['seconds']:.1f} s", flush=True)
+    report = {"profile": profile.name, "tasks": list(tasks), "stages": stages, "build_s": round(time.perf_counter() - start, 2)}
+    atomic_write_json(store.root / "build.json", report)
     return report

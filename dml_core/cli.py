@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     build = sub.add_parser("build", help="generate data, features, models, indexes and projections")
-    build.add_argument("--profile", choices=["quick", "full"], default="quick")
+    build.add_argument("--profile", choices=["tiny", "quick", "full"], default="quick")
     build.add_argument("--tasks", type=_task_list, default=TASK_NAMES, help="comma-separated, e.g. pose,layout")
     build.set_defaults(func=cmd_build)
 

@@ -24,15 +24,22 @@ _SPLIT_SEED = {"train": 1, "gallery": 2, "query": 3}
 
 @dataclass(frozen=True)
 class Profile:
+    """How much to build. Every method gets the same features, steps and budget."""
+
     name: str
     sizes: dict  # split -> number of images
-    seeds: tuple[int, ...]  # training seeds (spread over seeds in the benchmark)
+    seeds: tuple[int, ...]  # training seeds (the benchmark reports the spread over them)
+    steps: int  # optimiser steps per trained model, identical for every method
     image_size: int = DEFAULT_IMAGE_SIZE
+    dim: int = 128
+    ablation_dims: tuple[int, ...] = (16, 32, 64)
 
 
 PROFILES = {
-    "quick": Profile("quick", {"train": 1500, "gallery": 500, "query": 100}, seeds=(0,)),
-    "full": Profile("full", {"train": 10000, "gallery": 2000, "query": 500}, seeds=(0, 1, 2)),
+    # "tiny" exists for tests and smoke runs: every stage, in seconds.
+    "tiny": Profile("tiny", {"train": 160, "gallery": 60, "query": 12}, seeds=(0,), steps=20, ablation_dims=(16,)),
+    "quick": Profile("quick", {"train": 1500, "gallery": 500, "query": 100}, seeds=(0,), steps=200),
+    "full": Profile("full", {"train": 10000, "gallery": 2000, "query": 500}, seeds=(0, 1, 2), steps=600),
 }
 
 

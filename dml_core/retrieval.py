@@ -1,0 +1,188 @@
+"""Query-time access to built artifacts: what the app and ``python -m dml_core query`` use.
+
+``load_catalog(task)`` reads one task's gallery, queries and models once (memory-mapped
+images, FAISS indexes, projections, heads); it is shared by every page and session. A query
+image runs the backbone once, then every selected model's head, then each model's index.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from . import build
+from .data import load_split
+from .index import Index, load_index, search
+from .projection import Projection, load_projection, place
+from .store import ArtifactStore, MissingArtifact
+from .tasks import TaskData, get_task
+
+#: Models shown first, in this order, when present.
+DISPLAY_ORDER = ("log_ratio", "binary_triplet", "dense_triplet", "contrastive", "imagenet", "clip")
+
+
+@dataclass
+class Model:
+    """One built model of a task: its head (None for the ImageNet baseline) and gallery index."""
+
+    id: str
+    meta: dict
+    gallery: np.ndarray
+    query: np.ndarray
+    index: Index
+    projection: Projection | None
+    head: object = None
+
+    @property
+    def method(self) -> str:
+        return self.meta["method"]
+
+    @property
+    def label(self) -> str:
+        if self.method == build.BASELINE:
+            return "ImageNet features"
+        return f"{self.method.replace('_', ' ')} · d={self.meta['dim']}" + (f" · seed {self.meta['seed']}" if self.meta["seed"] else "")
+
+    def embed_features(self, features: np.ndarray) -> np.ndarray:
+        """Embeddings of backbone features (``TRAIN_MODE``) for this model."""
+        if self.head is None:
+            return build.pooled_from_spatial(features).astype(np.float32)
+        from .train import embed
+
+        return embed(self.head, features)
+
+
+@dataclass
+class Hit:
+    gallery_index: int
+    distance: float  # embedding distance (1 − cos or squared L2, see the model's metric)
+    label_distance: float | None
+
+
+@dataclass
+class Catalog:
+    """Everything built for one task."""
+
+    task_name: str
+    gallery: TaskData
+    queries: TaskData
+    label_dist: np.ndarray  # (n_query, n_gallery)
+    models: dict[str, Model] = field(default_factory=dict)
+
+    @cached_property
+    def task(self):
+        return get_task(self.task_name)
+
+    def model_ids(self, main_only: bool = False) -> list[str]:
+        """Models in display order; ``main_only`` keeps those with a projection (d=128, seed 0)."""
+        ids = [m for m in self.models if not main_only or self.models[m].projection is not None]
+        return sorted(ids, key=lambda m: (_display_rank(self.models[m].method), self.models[m].meta.get("dim") or 0, m))
+
+    # --------------------------------------------------------------- queries
+    def query_features(self, images: np.ndarray) -> np.ndarray:
+        """Backbone features of uint8 images (N, H, W, 3) at the task's image size."""
+        from .embedders.features import compute_features
+
+        return compute_features(build.shared_backbone(), images, mode=build.TRAIN_MODE, progress=False)
+
+    def search(self, model_id: str, embeddings: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return search(self.models[model_id].index, np.ascontiguousarray(embeddings, dtype=np.float32), min(k, len(self.gallery)))
+
+    def hits_for_query(self, query_index: int, model_ids: list[str], k: int = 10) -> dict[str, list[Hit]]:
+        """Top-``k`` gallery hits of stored query ``query_index`` for each model."""
+        out = {}
+        for model_id in model_ids:
+            model = self.models[model_id]
+            distances, ids = self.search(model_id, model.query[query_index : query_index + 1], k)
+            out[model_id] = [Hit(int(i), float(d), float(self.label_dist[query_index, i])) for d, i in zip(distances[0], ids[0])]
+        return out
+
+    def oracle(self, query_index: int, k: int = 10) -> list[Hit]:
+        """The gallery ranked by true label distance: the best any model could do."""
+        order = np.argsort(self.label_dist[query_index], kind="stable")[:k]
+        return [Hit(int(i), 0.0, float(self.label_dist[query_index, i])) for i in order]
+
+    def hits_for_image(self, image_array: np.ndarray, model_ids: list[str], k: int = 10) -> tuple[dict[str, list[Hit]], dict]:
+        """Top-``k`` hits of one uint8 image for each model, plus timings in ms."""
+        start = time.perf_counter()
+        features = self.query_features(image_array[None])
+        timings = {"backbone_ms": (time.perf_counter() - start) * 1000}
+        out = {}
+        for model_id in model_ids:
+            step = time.perf_counter()
+            embedding = self.models[model_id].embed_features(features)
+            distances, ids = self.search(model_id, embedding, k)
+            out[model_id] = [Hit(int(i), float(d), None) for d, i in zip(distances[0], ids[0])]
+            timings[f"{model_id}_ms"] = (time.perf_counter() - step) * 1000
+        timings["total_ms"] = (time.perf_counter() - start) * 1000
+        return out, timings
+
+    def embed_image(self, image_array: np.ndarray, model_id: str) -> np.ndarray:
+        return self.models[model_id].embed_features(self.query_features(image_array[None]))
+
+    def place(self, model_id: str, embedding: np.ndarray) -> np.ndarray | None:
+        """2-D position of a new embedding on the model's gallery projection."""
+        model = self.models[model_id]
+        if model.projection is None:
+            return None
+        return place(model.projection, model.gallery, np.atleast_2d(embedding))
+
+    def query_scores(self, model_id: str, query_index: int, k: int = 10) -> dict:
+        """nDCG@k and mean label distance@k of one stored query under one model."""
+        from .metrics import mean_label_distance_at_k, ndcg_at_k
+
+        model = self.models[model_id]
+        _, ids = self.search(model_id, model.query[query_index : query_index + 1], len(self.gallery))
+        row = self.label_dist[query_index]
+        ranked = row[ids[0]]
+        return {"ndcg": float(ndcg_at_k(ranked, np.sort(row), k)), "mld": float(mean_label_distance_at_k(ranked, k))}
+
+
+def _display_rank(method: str) -> int:
+    for rank, prefix in enumerate(DISPLAY_ORDER):
+        if method.startswith(prefix):
+            return rank
+    return len(DISPLAY_ORDER)
+
+
+def load_model(store: ArtifactStore, task_name: str, model_id: str) -> Model:
+    key = (task_name, "models", model_id)
+    meta = store.verify(*key)["meta"]
+    directory = store.path(*key)
+    head = None
+    if meta["method"] != build.BASELINE:
+        from .train import load_model as load_head
+
+        head = load_head(directory)
+    projection_path = directory / "projection.npz"
+    return Model(
+        id=model_id,
+        meta=meta,
+        gallery=store.load_array(*key, name="gallery.npy"),
+        query=store.load_array(*key, name="query.npy"),
+        index=load_index(directory / "index.faiss"),
+        projection=load_projection(projection_path) if projection_path.is_file() else None,
+        head=head,
+    )
+
+
+def load_catalog(task_name: str, store: ArtifactStore | None = None) -> Catalog:
+    """Load what ``build`` made for ``task_name``; MissingArtifact says to run the build."""
+    store = store or ArtifactStore()
+    try:
+        gallery = load_split(store, task_name, "gallery")
+        queries = load_split(store, task_name, "query")
+        label_dist = build.query_gallery_label_distance(store, task_name)
+    except MissingArtifact as exc:
+        raise MissingArtifact(f"{exc}. Build it first: python -m dml_core build") from None
+    catalog = Catalog(task_name, gallery, queries, label_dist)
+    profile = store.manifest(task_name, "data", "gallery")["meta"].get("profile")
+    for model_id in store.list(task_name, "models"):
+        model = load_model(store, task_name, model_id)
+        if model.meta.get("profile") == profile:  # models of an older build index another gallery
+            catalog.models[model_id] = model
+    if not catalog.models:
+        raise MissingArtifact(f"no models built for {task_name}. Build them first: python -m dml_core build")
+    return catalog

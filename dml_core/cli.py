@@ -40,6 +40,97 @@ def cmd_build(args) -> int:
     return 0
 
 
+def _catalog(task: str):
+    from .retrieval import load_catalog
+
+    return load_catalog(task)
+
+
+def _select_models(catalog, wanted: list[str] | None, main_only: bool = True) -> list[str]:
+    if not wanted:
+        return catalog.model_ids(main_only=main_only)
+    unknown = [m for m in wanted if m not in catalog.models]
+    if unknown:
+        raise ValueError(f"unknown model(s) {', '.join(unknown)} for {catalog.task_name}; built: {', '.join(catalog.model_ids())}")
+    return wanted
+
+
+def cmd_evaluate(args) -> int:
+    from .metrics import evaluate
+
+    catalog = _catalog(args.task)
+    rows = {}
+    for model_id in _select_models(catalog, args.models, main_only=False):
+        model = catalog.models[model_id]
+        result = evaluate(model.query, model.gallery, catalog.label_dist, metric=model.meta["metric"])
+        rows[model_id] = {k: round(float(result[k]), 4) for k in ("ndcg@10", "ndcg@100", "mld@10", "spearman")}
+    width = max(len(m) for m in rows)
+    print(f"{'model':<{width}}  nDCG@10  nDCG@100  mld@10  Spearman")
+    for model_id, row in rows.items():
+        print(f"{model_id:<{width}}  {row['ndcg@10']:7.4f}  {row['ndcg@100']:8.4f}  {row['mld@10']:6.4f}  {row['spearman']:8.4f}")
+    if args.json:
+        out = {"task": args.task, "queries": len(catalog.queries), "gallery": len(catalog.gallery), "models": rows}
+        Path(args.json).write_text(json.dumps(out, indent=2))
+    return 0
+
+
+def cmd_query(args) -> int:
+    from .images import decode_image, to_square_array
+
+    catalog = _catalog(args.task)
+    model_ids = _select_models(catalog, args.models)
+    if args.image:
+        path = Path(args.image)
+        if not path.is_file():
+            raise ValueError(f"{path}: no such file")
+        image = to_square_array(decode_image(path.read_bytes()), catalog.gallery.images.shape[1])
+        hits, timings = catalog.hits_for_image(image, model_ids, args.k)
+    else:
+        hits, timings = catalog.hits_for_text(args.text, model_ids, args.k)
+    if args.json:
+        out = {
+            "task": args.task,
+            "query": {"image": args.image} if args.image else {"text": args.text},
+            "timings_ms": {k: round(v, 2) for k, v in timings.items()},
+            "models": {
+                model_id: [{"rank": r + 1, "gallery_id": h.gallery_index, "distance": round(h.distance, 6),
+                            "label_distance": None if h.label_distance is None else round(h.label_distance, 6)}
+                           for r, h in enumerate(model_hits)]
+                for model_id, model_hits in hits.items()
+            },
+        }
+        print(json.dumps(out, indent=2))
+        return 0
+    for model_id, model_hits in hits.items():
+        print(f"{model_id}: " + "  ".join(f"#{h.gallery_index} ({h.distance:.3f})" for h in model_hits))
+    print(f"({timings['total_ms']:.1f} ms)")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .build import ModelSpec, TaskFeatures, stored_profile, train_model
+    from .store import ArtifactStore
+
+    store = ArtifactStore()
+    profile = stored_profile(store, args.task)
+    spec = ModelSpec(args.method, args.dim, args.seed, prefix=args.prefix)
+    model_id = train_model(TaskFeatures(store, args.task), spec, profile, steps=args.steps, origin="cli")
+    meta = store.manifest(args.task, "models", model_id)["meta"]
+    print(json.dumps({"model_id": model_id, "metrics": meta["metrics"]}, indent=2))
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .bench import run_bench
+
+    result = run_bench(args.profile, args.json, args.tasks, markdown_path=args.markdown or None)
+    timing = result["timing"]
+    print(f"wrote {args.json}" + (f" and {args.markdown}" if args.markdown else ""))
+    print(f"build {timing['build_s']:.1f} s · features {timing['features_img_per_s']:.0f} img/s · "
+          f"query p50 {timing['query_ms_p50']:.1f} ms, p95 {timing['query_ms_p95']:.1f} ms")
+    return 0
+
+
 def cmd_preview(args) -> int:
     from .preview import contact_sheet
 
@@ -52,6 +143,12 @@ def cmd_preview(args) -> int:
     return 0
 
 
+def _method_ids() -> list[str]:
+    from .methods import METHODS
+
+    return list(METHODS)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m dml_core", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -60,6 +157,38 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--profile", choices=["tiny", "quick", "full"], default="quick")
     build.add_argument("--tasks", type=_task_list, default=TASK_NAMES, help="comma-separated, e.g. pose,layout")
     build.set_defaults(func=cmd_build)
+
+    train = sub.add_parser("train", help="train one model on the built features of a task")
+    train.add_argument("--task", choices=TASK_NAMES, required=True)
+    train.add_argument("--method", choices=_method_ids(), required=True)
+    train.add_argument("--dim", type=_positive_int, default=128)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--steps", type=_positive_int, default=None, help="default: the build profile's")
+    train.add_argument("--prefix", default="cli-", help="model id prefix, so the build's models are never replaced")
+    train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser("evaluate", help="nDCG@K, mean label distance@K and Spearman of built models")
+    evaluate.add_argument("--task", choices=TASK_NAMES, required=True)
+    evaluate.add_argument("--models", nargs="+", help="model ids (default: all)")
+    evaluate.add_argument("--json", help="also write the results to this JSON file")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    query = sub.add_parser("query", help="retrieve gallery images for an image (or a text, caption task)")
+    query.add_argument("--task", choices=TASK_NAMES, required=True)
+    source = query.add_mutually_exclusive_group(required=True)
+    source.add_argument("--image", help="PNG, JPEG, WebP, BMP or GIF file")
+    source.add_argument("--text", help="a sentence (caption task, needs a cross-modal model)")
+    query.add_argument("--models", nargs="+", help="model ids (default: the main models)")
+    query.add_argument("--k", type=_positive_int, default=10)
+    query.add_argument("--json", action="store_true", help="print JSON: ranked gallery ids with distances")
+    query.set_defaults(func=cmd_query)
+
+    bench = sub.add_parser("bench", help="build, measure every model and the speed; write JSON and BENCHMARKS.md")
+    bench.add_argument("--profile", choices=["tiny", "quick", "full"], default="quick")
+    bench.add_argument("--tasks", type=_task_list, default=TASK_NAMES)
+    bench.add_argument("--json", required=True, help="where to write the results")
+    bench.add_argument("--markdown", default="BENCHMARKS.md", help="report to regenerate ('' to skip)")
+    bench.set_defaults(func=cmd_bench)
 
     preview = sub.add_parser("preview", help="contact sheet of generated images with their labels")
     preview.add_argument("--task", choices=TASK_NAMES, required=True)

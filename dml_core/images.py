@@ -34,7 +34,7 @@ def decode_image(data: bytes, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))  # reads the header only
     except UnidentifiedImageError:
-        raise ImageInputError("this is not an image file PNG, JPEG, WebP, BMP or GIF can be read from") from None
+        raise ImageInputError("this is not a readable image (PNG, JPEG, WebP, BMP or GIF)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageInputError(f"the image is too large to decode safely (limit {max_pixels / 1e6:.0f} megapixels)") from None
     except Exception as exc:  # PIL raises many types on hostile headers

@@ -1,0 +1,27 @@
+"""Shared fixtures. ``built_home``: a DML_HOME with the tiny profile built once per session."""
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(scope="session")
+def built_home(tmp_path_factory):
+    """Artifacts of ``build --profile tiny`` for all three tasks (about a minute, once)."""
+    from dml_core.build import run_build
+    from dml_core.store import ArtifactStore
+
+    home = tmp_path_factory.mktemp("dml_home")
+    run_build("tiny", store=ArtifactStore(home), progress=False)
+    return home
+
+
+@pytest.fixture
+def use_built_home(built_home, monkeypatch):
+    """Point DML_HOME at the tiny build for code that reads it from the environment."""
+    monkeypatch.setenv("DML_HOME", str(built_home))
+    return built_home

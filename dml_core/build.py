@@ -36,6 +36,8 @@ TRAIN_MODE = "spatial2x2"
 BASELINE = "imagenet"
 METHODS_AT_FULL_DIM = ("contrastive", "binary_triplet", "dense_triplet", "log_ratio")
 ABLATION_METHODS = ("binary_triplet", "log_ratio")
+#: Image and caption embeddings in one space: what answers text queries on the caption task.
+CROSS_MODAL = "cross_modal"
 
 
 @dataclass(frozen=True)
@@ -55,11 +57,13 @@ class ModelSpec:
         return self.method == BASELINE or (self.dim == 128 and self.seed == 0)
 
 
-def model_plan(profile: Profile) -> list[ModelSpec]:
+def model_plan(profile: Profile, task: str | None = None) -> list[ModelSpec]:
     plan = [ModelSpec(BASELINE)]
     for seed in profile.seeds:
         plan += [ModelSpec(m, profile.dim, seed) for m in METHODS_AT_FULL_DIM]
         plan += [ModelSpec(m, d, seed) for m in ABLATION_METHODS for d in profile.ablation_dims]
+    if task == "caption":
+        plan.append(ModelSpec(CROSS_MODAL, profile.dim, profile.seeds[0]))
     return plan
 
 
@@ -175,6 +179,19 @@ class TaskFeatures:
             self._neighbours = LabelNeighbours(self.train.labels, get_task(self.task).label_distance, k=30)
         return self._neighbours
 
+    def caption_embeddings(self) -> np.ndarray:
+        """(N, captions, D) sentence embeddings of the training captions, cached in the store."""
+        key = (self.task, "text", "train")
+        if not self.store.is_valid(*key):
+            from .text import embed_sentences, text_backend
+
+            captions = self.train.meta["captions"]
+            per_image = len(captions[0])
+            flat = embed_sentences([c for caps in captions for c in caps], progress=True)
+            with self.store.writer(*key, meta={"backend": text_backend()}) as tmp:
+                np.save(tmp / "captions.npy", flat.reshape(len(captions), per_image, -1))
+        return self.store.load_array(*key, name="captions.npy")
+
 
 def train_model(
     data: TaskFeatures, spec: ModelSpec, profile: Profile, steps: int | None = None, origin: str = "build",
@@ -192,9 +209,11 @@ def train_model(
         save_model(store, task, spec, profile, gallery, query, None, "cosine", steps=0, origin=origin)
         return spec.id
     run_dir = store.path(task, "runs", spec.id)
+    cross_modal = spec.method == CROSS_MODAL
     model, history = fit(
         data.features["train"], data.train.labels, get_task(task).label_distance, method=spec.method,
-        dim=spec.dim, steps=steps, seed=spec.seed, checkpoint_dir=run_dir, neighbours=data.neighbours,
+        dim=spec.dim, steps=steps, seed=spec.seed, checkpoint_dir=run_dir,
+        neighbours=None if cross_modal else data.neighbours, text_inputs=data.caption_embeddings() if cross_modal else None,
         progress=progress, on_step=on_step, **method_overrides,
     )
     metric = "cosine" if model.normalize else "l2"
@@ -210,7 +229,7 @@ def build_models(store: ArtifactStore, profile: Profile, tasks=TASK_NAMES, progr
     """Train, embed, index and project every model of the plan that is not already stored."""
     timings = {}
     for task in tasks:
-        todo = [spec for spec in model_plan(profile) if not _model_is_current(store, task, spec, profile)]
+        todo = [spec for spec in model_plan(profile, task) if not _model_is_current(store, task, spec, profile)]
         if not todo:
             continue
         timings[task] = {}

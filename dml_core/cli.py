@@ -86,7 +86,7 @@ def cmd_query(args) -> int:
         image = to_square_array(decode_image(path.read_bytes()), catalog.gallery.images.shape[1])
         hits, timings = catalog.hits_for_image(image, model_ids, args.k)
     else:
-        hits, timings = catalog.hits_for_text(args.text, model_ids, args.k)
+        hits, timings = catalog.hits_for_text(args.text, args.models, args.k)
     if args.json:
         out = {
             "task": args.task,

@@ -20,7 +20,7 @@ from .store import ArtifactStore, MissingArtifact
 from .tasks import TaskData, get_task
 
 #: Models shown first, in this order, when present.
-DISPLAY_ORDER = ("log_ratio", "binary_triplet", "dense_triplet", "contrastive", "imagenet", "clip")
+DISPLAY_ORDER = ("log_ratio", "binary_triplet", "dense_triplet", "contrastive", "imagenet", "cross_modal", "clip")
 
 
 @dataclass
@@ -118,6 +118,29 @@ class Catalog:
             timings[f"{model_id}_ms"] = (time.perf_counter() - step) * 1000
         timings["total_ms"] = (time.perf_counter() - start) * 1000
         return out, timings
+
+    def text_model_ids(self) -> list[str]:
+        """Models that embed text into the image space (cross-modal, caption task)."""
+        return [m for m in self.model_ids() if getattr(self.models[m].head, "text_head", None) is not None]
+
+    def hits_for_text(self, text: str, model_ids: list[str] | None = None, k: int = 10) -> tuple[dict[str, list[Hit]], dict]:
+        """Top-``k`` gallery images for a sentence, from the cross-modal models among ``model_ids``."""
+        from .text import embed_sentences
+        from .train import embed_text
+
+        text = text.strip()
+        if not text:
+            raise ValueError("the text query is empty")
+        usable = [m for m in (model_ids or self.text_model_ids()) if m in self.text_model_ids()]
+        if not usable:
+            raise ValueError(f"text search needs a cross-modal model; none is built for {self.task_name}")
+        start = time.perf_counter()
+        sentence = embed_sentences([text[:500]])
+        out = {}
+        for model_id in usable:
+            distances, ids = self.search(model_id, embed_text(self.models[model_id].head, sentence), k)
+            out[model_id] = [Hit(int(i), float(d), None) for d, i in zip(distances[0], ids[0])]
+        return out, {"total_ms": (time.perf_counter() - start) * 1000}
 
     def embed_image(self, image_array: np.ndarray, model_id: str) -> np.ndarray:
         return self.models[model_id].embed_features(self.query_features(image_array[None]))

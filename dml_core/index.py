@@ -16,13 +16,13 @@ evaluation uses ``dml_core.metrics.evaluate``, which breaks ties by gallery inde
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
 import numpy as np
+
+from .store import atomic_write_bytes
 
 METRICS = ("cosine", "l2")
 
@@ -125,19 +125,7 @@ def search(index: Index, queries, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 def save_index(index: Index, path) -> None:
     """Write the index to ``path`` atomically (temp file in the same folder, fsync, rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        faiss.write_index(index.faiss_index, tmp_name)
-        with open(tmp_name, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.chmod(tmp_name, 0o644)  # mkstemp makes it owner-only; an artifact is meant to be shared
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, faiss.serialize_index(index.faiss_index).tobytes())
 
 
 def load_index(path) -> Index:

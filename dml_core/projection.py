@@ -30,8 +30,6 @@ are passed to ``place``.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from .metrics import embedding_distance
+from .store import atomic_write
 
 METRICS = ("cosine", "l2")
 FORMAT_VERSION = 1
@@ -212,19 +211,7 @@ def place(projection: Projection, gallery_emb, query_emb, k: int | None = None) 
 
 def save_projection(projection: Projection, path) -> None:
     """Write coords + fit parameters to one .npz at ``path``, atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, coords=projection.coords, meta=np.array(json.dumps(projection.meta())))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp_name, 0o644)  # mkstemp makes it owner-only; an artifact is meant to be shared
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda handle: np.savez(handle, coords=projection.coords, meta=np.array(json.dumps(projection.meta()))))
 
 
 def load_projection(path) -> Projection:

@@ -29,7 +29,6 @@ import hashlib
 import importlib
 import json
 import math
-import os
 import re
 import time
 from pathlib import Path
@@ -44,6 +43,7 @@ from tqdm.auto import tqdm
 
 from . import losses as L
 from .methods import MethodConfig, get_method
+from .store import atomic_write_bytes
 from .mining import (LabelNeighbours, all_pairs, binary_masks, make_binary_miner,
                      sample_binary_batch, sample_dense_batch, sample_dense_groups)
 
@@ -148,18 +148,6 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
     tensors = {}
     for index, state in optimizer.state_dict()["state"].items():
@@ -197,12 +185,12 @@ def save_checkpoint(directory, model: EmbeddingModel, meta: dict,
         opt["torch_rng_state"] = torch.get_rng_state()
         files[f"optimizer-{step:07d}.safetensors"] = safetensors.torch.save(opt)
     for name, data in files.items():
-        _atomic_write(directory / name, data)
+        atomic_write_bytes(directory / name, data)
     config = {**meta, "format": FORMAT, "model": model.spec(),
               "files": {("model" if n.startswith("model") else "optimizer"): {"name": n, "sha256": _sha256(d)}
                         for n, d in files.items()}}
     config_path = directory / CONFIG_FILE
-    _atomic_write(config_path, json.dumps(config, indent=1).encode())
+    atomic_write_bytes(config_path, json.dumps(config, indent=1).encode())
     for stale in directory.iterdir():                       # files of older checkpoints
         if _TENSOR_FILE.match(stale.name) and stale.name not in files:
             stale.unlink(missing_ok=True)

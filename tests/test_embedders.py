@@ -17,7 +17,8 @@ from dml_core.embedders import (
     list_backbones,
     set_batchnorm_eval,
 )
-from dml_core.embedders.clip import find_checkpoint, hub_offline
+from dml_core.embedders.clip import find_checkpoint
+from dml_core.text import offline_hub
 from dml_core.embedders.efficientnet import (
     block_output_shape,
     create_timm_lite0,
@@ -324,6 +325,6 @@ def test_hub_offline_restores_the_environment(monkeypatch):
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     before = constants.HF_HUB_OFFLINE
-    with hub_offline():
+    with offline_hub():
         assert os.environ["HF_HUB_OFFLINE"] == "1" and constants.HF_HUB_OFFLINE is True
     assert "HF_HUB_OFFLINE" not in os.environ and constants.HF_HUB_OFFLINE == before

@@ -88,9 +88,9 @@ def _png_header_only(width, height):
     "data, message",
     [
         (b"", "empty"),
-        (b"hello, this is text renamed to .png", "not an image"),
-        (b"<html><body>hi</body></html>", "not an image"),
-        (b'<svg xmlns="http://www.w3.org/2000/svg"><rect width="10" height="10"/></svg>', "not an image"),
+        (b"hello, this is text renamed to .png", "not a readable image"),
+        (b"<html><body>hi</body></html>", "not a readable image"),
+        (b'<svg xmlns="http://www.w3.org/2000/svg"><rect width="10" height="10"/></svg>', "not a readable image"),
         (_png_header_only(30000, 30000), "megapixels|too large"),
         (_png_header_only(2000, 10), "aspect"),
     ],

@@ -93,7 +93,7 @@ class Backbone(nn.Module):
             side = min(height, width)
             top, left = (height - side) // 2, (width - side) // 2
             images = images[:, top : top + side, left : left + side]
-        x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
+        x = torch.from_numpy(np.require(images, requirements=("C", "W"))).to(self.device)  # memmaps are read-only
         x = x.permute(0, 3, 1, 2).float()
         if x.shape[-1] != self.resolution:
             x = F.interpolate(

@@ -14,7 +14,6 @@ file name without ``.json`` is the model name, as in ``open_clip.add_model_confi
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..text import offline_hub
 from .base import MODE_POOLED, Backbone, BackboneError, WeightsNotFoundError
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
@@ -37,33 +37,6 @@ PREFERRED_CHECKPOINT_NAMES = (
     "pytorch_model.pth",
     "model.pth",
 )
-
-
-@contextlib.contextmanager
-def hub_offline():
-    """Hugging Face hub offline for the block: env var for libraries read later, and the
-    already-imported ``huggingface_hub.constants`` flag (it reads the env only at import)."""
-    saved_env = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["TRANSFORMERS_OFFLINE"] = "1"
-    constants = None
-    try:
-        from huggingface_hub import constants  # noqa: PLC0415 (optional dependency)
-    except ImportError:
-        pass
-    saved_flag = getattr(constants, "HF_HUB_OFFLINE", None)
-    if constants is not None:
-        constants.HF_HUB_OFFLINE = True
-    try:
-        yield
-    finally:
-        if constants is not None:
-            constants.HF_HUB_OFFLINE = saved_flag
-        for key, value in saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def find_checkpoint(pretrained: str | os.PathLike | None, model_name: str) -> Path:
@@ -171,7 +144,7 @@ class ClipBackbone(Backbone):
             )
         checkpoint = find_checkpoint(pretrained, model_name)
         try:
-            with hub_offline():
+            with offline_hub():
                 model = open_clip.create_model(
                     model_name,
                     pretrained=str(checkpoint),
@@ -242,4 +215,4 @@ def _folder_preprocess_cfg(checkpoint: Path) -> dict:
         raise BackboneError(f"{config_path}: unreadable open_clip config ({error})") from error
 
 
-__all__ = ["ClipBackbone", "find_checkpoint", "hub_offline", "register_config"]
+__all__ = ["ClipBackbone", "find_checkpoint", "register_config"]

@@ -16,11 +16,9 @@ below the noise of training; training casts batches back to float32.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..store import atomic_write
 from .base import MODE_POOLED, Backbone, parse_block_mode
 
 CACHE_FORMAT_VERSION = 1
@@ -59,26 +58,10 @@ def cache_paths(cache_dir: str | os.PathLike, backbone: Backbone, mode: str, fin
     return base / f"{stem}.npy", base / f"{stem}.npy.json"
 
 
-def _atomic_write(path: Path, write: Callable) -> None:
-    """Write through ``write(file)`` into a temp file beside ``path``, fsync, rename over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def save_cached(array_path: Path, sidecar_path: Path, array: np.ndarray, meta: dict) -> None:
     """Atomically write ``array`` (.npy) then its sidecar (meta + shape, dtype, size, checksum)."""
     array = np.ascontiguousarray(array)
-    _atomic_write(array_path, lambda handle: np.save(handle, array, allow_pickle=False))
+    atomic_write(array_path, lambda handle: np.save(handle, array, allow_pickle=False))
     sidecar = dict(meta)
     sidecar.update(
         format_version=CACHE_FORMAT_VERSION,
@@ -87,7 +70,7 @@ def save_cached(array_path: Path, sidecar_path: Path, array: np.ndarray, meta: d
         file_bytes=array_path.stat().st_size,
         blake2b=_array_checksum(array),
     )
-    _atomic_write(sidecar_path, lambda handle: handle.write(json.dumps(sidecar, indent=1).encode()))
+    atomic_write(sidecar_path, lambda handle: handle.write(json.dumps(sidecar, indent=1).encode()))
 
 
 def load_cached(array_path: Path, sidecar_path: Path, expected: dict) -> np.ndarray | None:

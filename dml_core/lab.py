@@ -1,0 +1,154 @@
+"""Training jobs for the Training lab: one model trained in a background thread per job.
+
+A page starts a job with :func:`start_job` and keeps only its id; it then polls
+:func:`get_job` to draw the progress (steps, per-step losses) while the thread trains, so the
+page stays responsive. Jobs live in a process-wide registry shared by every session. One job
+trains at a time (the CPU is shared by everyone using the app); a second start while one runs
+raises :class:`LabBusy`. A finished job's model is stored like any other (``origin="lab"``,
+id ``lab-<method>-d<dim>-s<seed>``) and appears in ``load_catalog``.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import build
+from .methods import METHODS
+from .store import ArtifactStore
+
+#: Methods the lab offers; the binary triplet's miners are separate method ids.
+LAB_METHODS = ("log_ratio", "dense_triplet", "binary_triplet", "contrastive")
+MINERS = {"all": "binary_triplet", "semihard": "binary_triplet_semihard", "hard": "binary_triplet_hard",
+          "easy": "binary_triplet_easy", "batch_hard": "binary_triplet_batch_hard"}
+DIMS = (16, 32, 64, 128, 256)
+MAX_STEPS = 2000
+
+
+class LabBusy(RuntimeError):
+    """Another training job is running in this process."""
+
+
+@dataclass
+class Job:
+    """One training run. ``status``: "starting" → "training" → "saving" → "done" | "stopped" | "failed"."""
+
+    id: str
+    home: str
+    task: str
+    method: str
+    dim: int
+    steps: int
+    seed: int
+    status: str = "starting"
+    step: int = 0
+    losses: list = field(default_factory=list)
+    error: str | None = None
+    model_id: str | None = None
+    started: float = field(default_factory=time.time)
+    finished: float | None = None
+    stop_requested: bool = False
+    thread: threading.Thread | None = field(default=None, repr=False)
+
+    @property
+    def running(self) -> bool:
+        return self.status in ("starting", "training", "saving")
+
+    @property
+    def seconds(self) -> float:
+        return (self.finished or time.time()) - self.started
+
+    def stop(self) -> None:
+        """Ask the thread to stop after the current step; the model is stored as trained so far."""
+        self.stop_requested = True
+
+
+_jobs: dict[str, Job] = {}
+_lock = threading.Lock()
+_features: dict[tuple[str, str], build.TaskFeatures] = {}
+
+
+def resolve_method(method: str, miner: str | None = None) -> str:
+    """Method id of ``methods.METHODS`` for a lab choice (binary triplet + miner → its variant)."""
+    if method == "binary_triplet" and miner:
+        if miner not in MINERS:
+            raise ValueError(f"unknown miner {miner!r}; choose from {', '.join(MINERS)}")
+        return MINERS[miner]
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(LAB_METHODS)}")
+    return method
+
+
+def lab_model_id(method: str, dim: int, seed: int = 0) -> str:
+    return build.ModelSpec(method, dim, seed, prefix="lab-").id
+
+
+def start_job(task: str, method: str, dim: int = 128, steps: int = 200, seed: int = 0, home: str | Path | None = None) -> Job:
+    """Start training ``method`` (a ``METHODS`` id) on ``task``'s cached features in a thread.
+
+    dim: embedding width (1–1024). steps: optimiser steps (1–``MAX_STEPS``). seed: makes the
+    run deterministic. home: the artifact root (default ``DML_HOME``). Raises ValueError for a
+    bad setting and LabBusy when a job is already training.
+    """
+    if method not in METHODS or method == "cross_modal":
+        raise ValueError(f"unknown method {method!r}")
+    if not 1 <= int(dim) <= 1024:
+        raise ValueError(f"dimension must be between 1 and 1024, got {dim}")
+    if not 1 <= int(steps) <= MAX_STEPS:
+        raise ValueError(f"steps must be between 1 and {MAX_STEPS}, got {steps}")
+    store = ArtifactStore(home)
+    build.stored_profile(store, task)  # MissingArtifact now, not in the thread, when nothing is built
+    with _lock:
+        if any(job.running for job in _jobs.values()):
+            raise LabBusy("a model is already training; wait for it to finish (or stop it)")
+        job = Job(uuid.uuid4().hex[:10], str(store.root), task, method, int(dim), int(steps), int(seed))
+        _jobs[job.id] = job
+    job.thread = threading.Thread(target=_run, args=(job,), name=f"lab-{job.id}", daemon=True)
+    job.thread.start()
+    return job
+
+
+def get_job(job_id: str | None) -> Job | None:
+    return _jobs.get(job_id) if job_id else None
+
+
+def active_job() -> Job | None:
+    """The job training right now in this process, if any."""
+    return next((job for job in _jobs.values() if job.running), None)
+
+
+def task_features(store: ArtifactStore, task: str) -> build.TaskFeatures:
+    """Cached features and label neighbours of a task, loaded once per process and root."""
+    key = (str(store.root), task)
+    if key not in _features:
+        _features[key] = build.TaskFeatures(store, task, progress=False)
+    return _features[key]
+
+
+def _run(job: Job) -> None:
+    try:
+        store = ArtifactStore(job.home)
+        profile = build.stored_profile(store, job.task)
+        data = task_features(store, job.task)
+        spec = build.ModelSpec(job.method, job.dim, job.seed, prefix="lab-")
+        store.remove(job.task, "runs", spec.id)  # the lab always starts afresh, never resumes
+        job.status = "training"
+
+        def on_step(step: int, loss: float):
+            job.step = step
+            job.losses.append(loss)
+            if step >= job.steps or job.stop_requested:
+                job.status = "saving"
+            return not job.stop_requested
+
+        job.model_id = build.train_model(data, spec, profile, steps=job.steps, origin="lab", progress=False, on_step=on_step)
+        job.status = "stopped" if job.stop_requested else "done"
+    except Exception as exc:  # shown to the person in one line; the traceback goes to the log
+        traceback.print_exc()
+        job.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        job.status = "failed"
+    finally:
+        job.finished = time.time()

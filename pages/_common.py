@@ -1,0 +1,256 @@
+"""UI helpers shared by the pages: cached catalogs, the sidebar task picker, result grids.
+
+Catalogs (images, models, indexes, projections) load once per process with
+``st.cache_resource`` and are shared by every session. The cache key includes a cheap stamp
+of the task's model directory, so a model trained in the Training lab (or by the CLI) shows
+up on the next rerun of any page without a restart.
+"""
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+
+from dml_core import views
+from dml_core.retrieval import Catalog, load_catalog
+from dml_core.store import ArtifactError, ArtifactStore, CorruptArtifact, dml_home
+from dml_core.tasks import TASK_NAMES
+
+TASK_TITLES = {"pose": "Human pose", "layout": "Room layout", "caption": "Image captions"}
+TASK_BLURBS = {
+    "pose": "Articulated figures; label = 2-D joints; distance = mean per-joint error after normalisation.",
+    "layout": "Ray-cast rooms; label = surface segmentation; distance = fraction of pixels with another surface.",
+    "caption": "Object scenes; label = captions; distance = 1 − cosine similarity of sentence embeddings.",
+}
+BUILD_HINT = "Build it with `make run` (sets up and builds the quick profile), or `python -m dml_core build --profile quick`."
+
+
+# ------------------------------------------------------------------------------ catalogs
+def home() -> str:
+    return str(dml_home())
+
+
+def _stamp(task: str, root: str) -> tuple:
+    """Names and manifest times of the task's models and gallery: changes when a model is added."""
+    stamp = []
+    for parts in ((task, "data", "gallery"), (task, "label_dist")):
+        manifest = os.path.join(root, *parts, "manifest.json")
+        stamp.append(os.path.getmtime(manifest) if os.path.isfile(manifest) else None)
+    models = os.path.join(root, task, "models")
+    if os.path.isdir(models):
+        for name in sorted(os.listdir(models)):
+            manifest = os.path.join(models, name, "manifest.json")
+            if ".tmp-" not in name and os.path.isfile(manifest):
+                stamp.append((name, os.path.getmtime(manifest)))
+    return tuple(stamp)
+
+
+@st.cache_resource(max_entries=6, show_spinner="Loading the task's gallery, models and indexes…")
+def _load(task: str, root: str, stamp: tuple) -> Catalog:
+    return load_catalog(task, ArtifactStore(root))
+
+
+@st.cache_resource(max_entries=12, show_spinner=False)
+def _thumbs(task: str, root: str, stamp: tuple, split: str) -> views.Thumbnails:
+    catalog = _load(task, root, stamp)
+    return views.Thumbnails(catalog.gallery if split == "gallery" else catalog.queries)
+
+
+def catalog_or_none(task: str) -> Catalog | None:
+    """The task's catalog, or None after showing a friendly message when it is not built."""
+    root = home()
+    try:
+        return _load(task, root, _stamp(task, root))
+    except ArtifactError as exc:
+        state = "has damaged artifacts" if isinstance(exc, CorruptArtifact) else "is not built yet"
+        st.warning(f"**The {TASK_TITLES.get(task, task)} task {state}** (looked in `{root}`).\n\n{BUILD_HINT}")
+        with st.expander("Details"):
+            st.text(str(exc))
+        return None
+
+
+def thumbs(task: str, split: str = "gallery") -> views.Thumbnails:
+    root = home()
+    return _thumbs(task, root, _stamp(task, root), split)
+
+
+def clear_catalogs() -> None:
+    """Forget every loaded catalog (after training a model), so all pages reload."""
+    _load.clear()
+    _thumbs.clear()
+
+
+def built_tasks() -> list[str]:
+    root = home()
+    return [t for t in TASK_NAMES if os.path.isfile(os.path.join(root, t, "data", "gallery", "manifest.json"))]
+
+
+# ------------------------------------------------------------------- persistent widgets
+def persist(key: str, default, options=None):
+    """Give widget ``key`` its value from the last visit (Streamlit drops widget state when a
+    page is left); returns the on_change callback that stores a new value."""
+    store = f"_keep_{key}"
+    value = st.session_state.get(store, default)
+    if options is not None:
+        if isinstance(value, list):
+            value = [v for v in value if v in options] or default
+        elif value not in options:
+            value = default
+    st.session_state[key] = value
+
+    def remember():
+        st.session_state[store] = st.session_state[key]
+
+    return remember
+
+
+def task_selector() -> str:
+    """The sidebar's task picker, shared by every page (the choice survives page changes)."""
+    built = built_tasks()
+    default = built[0] if built else TASK_NAMES[0]
+    remember = persist("task", default, TASK_NAMES)
+    task = st.sidebar.selectbox(
+        "Task", TASK_NAMES, key="task", on_change=remember,
+        format_func=lambda t: TASK_TITLES.get(t, t) + ("" if t in built else " (not built)"),
+    )
+    st.sidebar.caption(TASK_BLURBS.get(task, ""))
+    return task
+
+
+def current_query(task: str) -> int | None:
+    """The query picked on Compare for ``task`` (shared with Embedding space)."""
+    return st.session_state.get("_keep_queries", {}).get(task)
+
+
+def set_current_query(task: str, index: int) -> None:
+    st.session_state.setdefault("_keep_queries", {})[task] = int(index)
+
+
+def model_picker(catalog: Catalog, key: str, label: str = "Models", max_models: int = 3, default=None,
+                 container=None) -> list[str]:
+    """Multiselect of 1–``max_models`` models, binary triplet vs log-ratio by default."""
+    container = container or st.sidebar
+    ids = catalog.model_ids()
+    default = default or views.default_model_ids(catalog)
+    remember = persist(f"{key}_{catalog.task_name}", default, ids)
+    chosen = container.multiselect(
+        label, ids, key=f"{key}_{catalog.task_name}", on_change=remember, max_selections=max_models,
+        format_func=lambda m: views.model_label(catalog.models[m]),
+        help="Warm colours: binary supervision. Violet: continuous (log-ratio, dense triplet). Grey: pretrained.",
+    )
+    return chosen
+
+
+# ------------------------------------------------------------------------------- render
+def page_header(title: str, subtitle: str) -> None:
+    st.markdown(f"<h1 class='bb-title'>{title}</h1><p class='bb-lede'>{subtitle}</p>", unsafe_allow_html=True)
+
+
+def model_header(catalog: Catalog, model_id: str) -> None:
+    model = catalog.models[model_id]
+    colour = views.method_colour(model.meta["method"])
+    family = views.method_family(model.meta["method"])
+    kind = f"{family} supervision" if family in ("binary", "continuous") else family
+    st.markdown(
+        f"<div class='bb-head' style='border-color:{colour}'>"
+        f"<div class='bb-method'><span class='bb-dot' style='background:{colour}'></span>{views.model_label(model)}</div>"
+        f"<div class='bb-sub'>{kind} · {model.meta.get('metric', '')} distance</div></div>",
+        unsafe_allow_html=True,
+    )
+
+
+def oracle_header(k: int) -> None:
+    st.markdown(
+        "<div class='bb-head' style='border-color:#16a34a'>"
+        "<div class='bb-method'><span class='bb-dot' style='background:#16a34a'></span>Oracle</div>"
+        f"<div class='bb-sub'>the {k} label-nearest gallery images</div></div>",
+        unsafe_allow_html=True,
+    )
+
+
+def tile_grid(tiles: list[views.Tile], min_width: int = 92) -> None:
+    """A grid of result tiles as one HTML block (measured faster than st.image per tile)."""
+    st.markdown(views.tiles_html(tiles, min_width), unsafe_allow_html=True)
+
+
+def distance_legend() -> None:
+    st.markdown(
+        "<div class='bb-legend'><span class='bb-badge bb-inline'>rank</span> "
+        "<span class='bb-dist bb-inline' style='background:#16a34a'>label distance</span> "
+        "badge colour = how close the result is among the whole gallery: "
+        "<span class='bb-swatch' style='background:linear-gradient(90deg,#16a34a,#ca8a04,#dc2626)'></span> "
+        "nearest → farthest</div>",
+        unsafe_allow_html=True,
+    )
+
+
+def metric_table(frame, higher=("nDCG@10", "nDCG@100", "Spearman ρ"), lower=("mld@10",), height="auto"):
+    """A dataframe of metrics with the best value of each column highlighted (↑ / ↓ in headers)."""
+    higher = [c for c in higher if c in frame]
+    lower = [c for c in lower if c in frame]
+    styler = frame.style.format({c: "{:.3f}" for c in higher} | {c: "{:.4f}" for c in lower}, na_rep="–")
+    if len(frame) > 1:
+        best = "background-color: #dcfce7; font-weight: 600"
+        styler = styler.highlight_max(subset=higher, props=best).highlight_min(subset=lower, props=best)
+    config = {c: st.column_config.Column(f"{c} ↑") for c in higher} | {c: st.column_config.Column(f"{c} ↓") for c in lower}
+    st.dataframe(styler, hide_index=True, width="stretch", column_config=config, height=height)
+
+
+PLOT_FONT = dict(family="Inter, -apple-system, Segoe UI, sans-serif", size=12, color="#1f1a2e")
+
+
+def style_figure(fig, height: int = 420, grid: bool = True, legend: str = "right"):
+    """Common plotly styling: white plot, light grid; the legend right of the plot (line charts)
+    or below it (maps, which have no axis titles), clear of the toolbar either way."""
+    has_title = bool(fig.layout.title.text)
+    place = dict(orientation="v", yanchor="top", y=1.0, xanchor="left", x=1.01) if legend == "right" else \
+        dict(orientation="h", yanchor="top", y=-0.03, xanchor="left", x=0)
+    fig.update_layout(
+        template="plotly_white",  # charts are drawn with theme=None so our method / category colours are kept
+        height=height, margin=dict(l=8, r=8, t=44 if has_title else 16, b=8), font=PLOT_FONT, plot_bgcolor="#ffffff",
+        paper_bgcolor="rgba(0,0,0,0)", legend=dict(**place, title_text="", font=dict(size=11)),
+    )
+    if has_title:
+        fig.update_layout(title=dict(x=0, xanchor="left", y=0.98, yanchor="top", font=dict(size=14)))
+    fig.update_xaxes(showgrid=grid, gridcolor="#eeeaf6", zeroline=False, linecolor="#ddd6ee")
+    fig.update_yaxes(showgrid=grid, gridcolor="#eeeaf6", zeroline=False, linecolor="#ddd6ee")
+    return fig
+
+
+QUALITATIVE = ["#2563eb", "#db2777", "#059669", "#d97706", "#7c3aed", "#0891b2", "#dc2626", "#65a30d",
+               "#9333ea", "#ea580c", "#0d9488", "#be185d", "#4f46e5", "#ca8a04", "#475569", "#16a34a"]
+
+
+def projection_figure(catalog: Catalog, model_id: str, colour_by: str, marker=None, marker_label: str = "query",
+                      height: int = 430):
+    """Plotly scatter of a model's gallery map coloured by ``colour_by``; ``marker`` (x, y)
+    draws the query as a star. Points carry their gallery index as customdata."""
+    import plotly.express as px
+    import plotly.graph_objects as go
+
+    frame = views.projection_frame(catalog, model_id, colour_by)
+    hover = {c: True for c in frame.columns if c not in ("x", "y")}
+    hover.update({"x": False, "y": False})
+    categorical = views.is_categorical(frame, colour_by)
+    kwargs = dict(color_discrete_sequence=QUALITATIVE, category_orders={colour_by: views.attribute_values(catalog.gallery, colour_by)}) \
+        if categorical else dict(color_continuous_scale="Viridis")
+    fig = px.scatter(frame, x="x", y="y", color=colour_by, custom_data=["index"], hover_data=hover, **kwargs)
+    fig.update_traces(marker=dict(size=7, opacity=0.85, line=dict(width=0.5, color="white")))
+    if marker is not None:
+        fig.add_trace(go.Scatter(
+            x=[marker[0]], y=[marker[1]], mode="markers", name=marker_label, hoverinfo="name",
+            marker=dict(symbol="star", size=22, color="#111827", line=dict(width=2, color="#facc15")),
+        ))
+    fig = style_figure(fig, height, grid=False, legend="bottom")
+    fig.update_xaxes(showticklabels=False, title=None, showline=True, mirror=True)
+    fig.update_yaxes(showticklabels=False, title=None, showline=True, mirror=True)
+    if not categorical:
+        fig.update_layout(coloraxis_colorbar=dict(title=colour_by.replace("_", " "), thickness=12, len=0.8))
+    return fig
+
+
+def chart(fig, key: str, **kwargs):
+    """st.plotly_chart without Streamlit's chart theme, which would replace our method and
+    category colours with its own palette (10 colours, so 14 pose activities would repeat)."""
+    kwargs.setdefault("config", {"displayModeBar": False, "displaylogo": False})
+    return st.plotly_chart(fig, theme=None, key=key, **kwargs)

@@ -1,0 +1,113 @@
+"""Shared look of the Learn pages: colours, figure style, formula and takeaway blocks.
+
+Colours follow the rest of the app (``dml_core.views.METHOD_COLOURS``): warm oranges for
+methods trained with *binary* labels, violet for methods that use the *continuous* label,
+neutral greys and blues for everything that is not a loss (Euclidean vs learned metric,
+before / after training). The computations live in ``dml_core.toys``; pages only draw.
+"""
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+from PIL import Image
+
+from dml_core.views import METHOD_COLOURS
+
+COLOURS = {
+    "binary_triplet": METHOD_COLOURS["binary_triplet"],   # orange: binary labels
+    "triplet": METHOD_COLOURS["binary_triplet"],
+    "contrastive": METHOD_COLOURS["contrastive"],          # amber: binary labels
+    "hard": METHOD_COLOURS["binary_triplet_hard"],
+    "semihard": METHOD_COLOURS["binary_triplet_semihard"],
+    "easy": METHOD_COLOURS["binary_triplet_easy"],
+    "all": METHOD_COLOURS["binary_triplet_batch_hard"],
+    "proxy_nca": "#b45309",                                # dark amber: class labels too
+    "log_ratio": METHOD_COLOURS["log_ratio"],              # violet: continuous labels
+    "cross_modal": METHOD_COLOURS["cross_modal"],          # teal
+    "euclidean": "#6b7280",                                # grey: before / untrained
+    "learned": "#2563eb",                                  # blue: after / learned
+    "genuine": "#16a34a",
+    "impostor": "#dc2626",
+    "anchor": "#111827",
+}
+LABELS = {
+    "binary_triplet": "Binary triplet",
+    "triplet": "Triplet",
+    "contrastive": "Contrastive",
+    "log_ratio": "Log-ratio",
+    "hard": "Hard",
+    "semihard": "Semi-hard",
+    "easy": "Easy",
+    "all": "All (non-zero)",
+    "proxy_nca": "ProxyNCA",
+}
+CLASS_COLOURS = ["#2563eb", "#db2777", "#059669", "#d97706", "#7c3aed", "#0891b2", "#dc2626", "#65a30d",
+                 "#9333ea", "#ea580c", "#0d9488", "#be185d", "#4f46e5", "#ca8a04", "#475569", "#16a34a"]
+PLOT_FONT = dict(family="Inter, -apple-system, Segoe UI, sans-serif", size=12, color="#1f1a2e")
+
+
+def header(title: str, lede: str) -> None:
+    """Page title and a one-line lede under it."""
+    st.title(title)
+    st.caption(lede)
+
+
+def method_heading(method: str, note: str = "") -> None:
+    """A small heading with the method's colour dot (binary = warm, continuous = violet)."""
+    colour = COLOURS.get(method, "#334155")
+    suffix = f" <span style='color:#6b6480;font-weight:400;font-size:.9rem'>{note}</span>" if note else ""
+    st.markdown(f"<div style='font-weight:650;font-size:1.05rem'><span style='display:inline-block;width:.7rem;"
+                f"height:.7rem;border-radius:50%;background:{colour};margin-right:.45rem'></span>"
+                f"{LABELS.get(method, method)}{suffix}</div>", unsafe_allow_html=True)
+
+
+def takeaway(lines: list[str]) -> None:
+    """The page's three-line takeaway, in a bordered box at the bottom."""
+    with st.container(border=True):
+        st.markdown("**Takeaway**\n\n" + "\n".join(f"- {line}" for line in lines))
+
+
+def style(fig, height: int = 360, legend: str = "bottom", title: str | None = None):
+    """White plot, light grid, legend under the plot; the same look as the other pages."""
+    if title:
+        fig.update_layout(title=dict(text=title, x=0, xanchor="left", font=dict(size=14)))
+    place = dict(orientation="h", yanchor="top", y=-0.14, xanchor="left", x=0) if legend == "bottom" else \
+        dict(orientation="v", yanchor="top", y=1.0, xanchor="left", x=1.01)
+    fig.update_layout(height=height, margin=dict(l=8, r=8, t=40 if title else 12, b=8), font=PLOT_FONT,
+                      plot_bgcolor="#ffffff", paper_bgcolor="rgba(0,0,0,0)",
+                      legend=dict(**place, title_text="", font=dict(size=11)))
+    fig.update_xaxes(showgrid=True, gridcolor="#eeeaf6", zeroline=False, linecolor="#ddd6ee")
+    fig.update_yaxes(showgrid=True, gridcolor="#eeeaf6", zeroline=False, linecolor="#ddd6ee")
+    return fig
+
+
+def equal_axes(fig):
+    """Same scale on x and y, so distances in the plot are distances in the embedding."""
+    fig.update_yaxes(scaleanchor="x", scaleratio=1)
+    return fig
+
+
+def plot(fig, key: str | None = None) -> None:
+    """Show a plotly figure at full column width with a quiet toolbar."""
+    st.plotly_chart(fig, width="stretch", key=key, config={"displaylogo": False, "displayModeBar": False})
+
+
+def grey_strip(images: np.ndarray, scale: int = 5, gap: int = 2) -> Image.Image:
+    """A row of small grey images (N, H, W) in [0, 1], upscaled for display, as one PIL image."""
+    n, h, w = images.shape
+    canvas = np.ones((h, n * (w + gap) - gap), dtype=np.float32)
+    for i, im in enumerate(images):
+        canvas[:, i * (w + gap): i * (w + gap) + w] = im
+    pil = Image.fromarray((np.clip(canvas, 0, 1) * 255).astype(np.uint8))
+    return pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST)
+
+
+def rgb_image(image: np.ndarray, scale: int = 4) -> Image.Image:
+    """A small uint8 RGB image upscaled (nearest neighbour) for display."""
+    pil = Image.fromarray(image)
+    return pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST)
+
+
+def seed_input(key: str, help_text: str = "Every number gives a different data sample, initialisation and batch order.") -> int:
+    """The page's seed control."""
+    return int(st.number_input("Seed", min_value=0, max_value=999, value=0, step=1, key=key, help=help_text))

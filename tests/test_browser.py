@@ -1,0 +1,136 @@
+"""The real app in a real browser: ``streamlit run app.py`` driven by headless Chromium.
+
+Opens Compare and checks that the result images are decoded and shown, then uploads an image
+on Upload and checks its results. Screenshots go to a temporary directory and, when the
+environment variable SCREENSHOT_DIR is set, there too. Skipped (with the reason) when
+Chromium, chromedriver or selenium is missing.
+"""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
+
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+if not (Path(CHROMIUM).is_file() and Path(CHROMEDRIVER).is_file()):
+    pytest.skip(f"needs Chromium at {CHROMIUM} and chromedriver at {CHROMEDRIVER}", allow_module_level=True)
+
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_healthy(url: str, server: subprocess.Popen, timeout: float = 90) -> None:
+    end = time.time() + timeout
+    while time.time() < end:
+        if server.poll() is not None:
+            raise RuntimeError(f"streamlit exited with code {server.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.read().strip() == b"ok":
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"streamlit did not answer at {url} within {timeout:.0f} s")
+
+
+@pytest.fixture
+def app_url(built_home, tmp_path):
+    port = free_port()
+    env = dict(os.environ, DML_HOME=str(built_home))
+    log = open(tmp_path / "streamlit.log", "w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless", "true",
+         "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", server)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(5)
+        log.close()
+
+
+@pytest.fixture
+def browser(tmp_path):
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                     "--disable-component-update", "--no-first-run", f"--user-data-dir={tmp_path / 'chrome'}",
+                     "--window-size=1440,900"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def rendered_tiles(driver) -> int:
+    """Result tiles whose image the browser has decoded (naturalWidth > 0)."""
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll('.bb-grid .bb-tile img'))"
+        ".filter(img => img.complete && img.naturalWidth > 0).length;")
+
+
+def save(driver, directory: Path, name: str) -> Path:
+    path = directory / f"{name}.png"
+    driver.save_screenshot(str(path))
+    if os.environ.get("SCREENSHOT_DIR"):
+        target = Path(os.environ["SCREENSHOT_DIR"])
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target / path.name)
+    return path
+
+
+def test_compare_and_upload_in_chromium(app_url, browser, built_home, tmp_path):
+    from dml_core.retrieval import load_catalog
+    from dml_core.store import ArtifactStore
+
+    catalog = load_catalog("pose", ArtifactStore(built_home))
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    wait = WebDriverWait(browser, 120)
+
+    browser.get(f"{app_url}/compare")
+    # Two models and the oracle, K = 10 each.
+    wait.until(lambda d: rendered_tiles(d) >= 30)
+    assert not browser.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
+    headers = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".bb-head .bb-method")]
+    assert any("binary triplet" in h for h in headers) and any("log ratio" in h for h in headers)
+    assert any("Oracle" in h for h in headers)
+    assert len(browser.find_elements(By.CSS_SELECTOR, '[data-testid="stMetric"]')) == 6
+    assert save(browser, shots, "compare").stat().st_size > 10_000
+
+    browser.get(f"{app_url}/upload")
+    upload = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, 'input[type="file"]'))[0]
+    image_path = tmp_path / "my query.png"
+    Image.fromarray(catalog.queries.images[3]).resize((300, 240)).save(image_path)
+    upload.send_keys(str(image_path))
+    wait.until(lambda d: rendered_tiles(d) >= 20)
+    assert not browser.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
+    assert not browser.find_elements(By.CSS_SELECTOR, '[data-testid="stAlertContentError"]')
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".js-plotly-plot"))  # where the query lands
+    assert save(browser, shots, "upload").stat().st_size > 10_000

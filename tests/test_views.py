@@ -1,0 +1,186 @@
+"""What the pages display, computed without Streamlit (dml_core.views, dml_core.lab)."""
+import io
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dml_core import lab, views
+from dml_core.images import ImageInputError
+from dml_core.retrieval import Hit, load_catalog
+from dml_core.store import ArtifactStore, MissingArtifact
+
+
+@pytest.fixture(scope="module")
+def pose(built_home):
+    return load_catalog("pose", ArtifactStore(built_home))
+
+
+def test_quality_colour_runs_green_to_red():
+    assert views.quality_colour(0.0) == "#16a34a"
+    assert views.quality_colour(1.0) == "#dc2626"
+    assert views.quality_colour(-3) == views.quality_colour(0.0) and views.quality_colour(7) == views.quality_colour(1.0)
+    reds = [int(views.quality_colour(t)[1:3], 16) for t in np.linspace(0, 1, 11)]
+    assert reds == sorted(reds)  # red rises monotonically along the ramp
+
+
+def test_distance_fractions_rank_within_the_query_row():
+    row = np.array([0.5, 0.1, 0.9, 0.3, 0.7])
+    fractions = views.distance_fractions(row, [0.1, 0.5, 0.9])
+    np.testing.assert_allclose(fractions, [0.0, 0.5, 1.0])
+
+
+def test_method_families_and_colours_are_consistent():
+    binary = ["binary_triplet", "binary_triplet_hard", "contrastive"]
+    continuous = ["log_ratio", "dense_triplet"]
+    assert {views.method_family(m) for m in binary} == {"binary"}
+    assert {views.method_family(m) for m in continuous} == {"continuous"}
+    assert views.method_family("imagenet") == "pretrained"
+    # Warm hues for binary methods, violet for continuous ones: red channel > blue channel.
+    for method in binary:
+        colour = views.method_colour(method)
+        assert int(colour[1:3], 16) > int(colour[5:7], 16), method
+    for method in continuous:
+        colour = views.method_colour(method)
+        assert int(colour[5:7], 16) > int(colour[3:5], 16), method
+    assert views.method_colour("binary_triplet_hard") != views.method_colour("binary_triplet")
+
+
+def test_hit_tiles_and_html(pose):
+    hits = pose.hits_for_query(0, ["log_ratio-d128-s0"], 4)["log_ratio-d128-s0"]
+    tiles = views.hit_tiles(views.Thumbnails(pose.gallery), hits, pose.label_dist[0])
+    assert [t.rank for t in tiles] == [1, 2, 3, 4]
+    assert [t.badge for t in tiles] == [f"{h.label_distance:.3f}" for h in hits]
+    html = views.tiles_html(tiles)
+    assert html.count("<img") == 4 and html.count("data:image/jpeg;base64,") == 4
+    assert [int(i) for i in re.findall(r"gallery #(\d+)", html)] == [h.gallery_index for h in hits]
+    # Without a label row (uploads) the badge is the embedding distance, in grey.
+    plain = views.hit_tiles(views.Thumbnails(pose.gallery), [Hit(3, 0.25, None)])
+    assert plain[0].badge == "0.250" and plain[0].badge_colour == "#475569"
+
+
+def test_thumbnails_decode_back_to_the_image(pose):
+    import base64
+
+    uri = views.Thumbnails(pose.gallery)[5]
+    decoded = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))))
+    assert decoded.shape == pose.gallery.images[5].shape
+    assert np.abs(decoded.astype(int) - pose.gallery.images[5]).mean() < 6  # JPEG q90
+
+
+def test_filter_queries_and_attribute_values(pose):
+    value = pose.queries.meta["activity"][0]
+    picked = views.filter_queries(pose.queries, "activity", value)
+    assert 0 in picked and all(pose.queries.meta["activity"][i] == value for i in picked)
+    assert views.filter_queries(pose.queries) == list(range(len(pose.queries)))
+    assert value in views.attribute_values(pose.queries, "activity")
+    assert "activity" in views.categorical_attributes(pose.task, pose.queries)
+    assert "yaw" not in views.categorical_attributes(pose.task, pose.queries)
+
+
+def test_query_with_image_bytes_matches_the_catalog(pose):
+    image = pose.queries.images[1]
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    models = ["binary_triplet-d128-s0", "log_ratio-d128-s0"]
+    result = views.query_with_image_bytes(pose, buffer.getvalue(), models, k=5)
+    expected, _ = pose.hits_for_image(image, models, 5)
+    for model_id in models:
+        assert [h.gallery_index for h in result.hits[model_id]] == [h.gallery_index for h in expected[model_id]]
+        assert result.positions[model_id].shape == (2,)
+    assert result.original_size == (image.shape[1], image.shape[0])
+    assert result.timings_ms["total_ms"] >= result.timings_ms["backbone_ms"] > 0
+    with pytest.raises(ImageInputError):
+        views.query_with_image_bytes(pose, b"GIF89a-not-really", models)
+
+
+def test_selected_indices_reads_plotly_events():
+    event = {"selection": {"points": [{"customdata": [7]}, {"customdata": [3]}, {"customdata": [7]}, {"x": 1.0}]}}
+    assert views.selected_indices(event) == [7, 3]
+    assert views.selected_indices(None) == [] and views.selected_indices({}) == []
+
+
+def test_projection_frame_and_query_position(pose):
+    frame = views.projection_frame(pose, "log_ratio-d128-s0", "activity")
+    assert len(frame) == len(pose.gallery) and {"x", "y", "index", "activity", "yaw"} <= set(frame.columns)
+    np.testing.assert_allclose(frame[["x", "y"]].to_numpy(), pose.models["log_ratio-d128-s0"].projection.coords)
+    assert views.projection_frame(pose, "log_ratio-d16-s0", "activity") is None
+    xy = views.stored_query_position(pose, "log_ratio-d128-s0", 2)
+    coords = pose.models["log_ratio-d128-s0"].projection.coords
+    assert coords.min(0)[0] - 1 <= xy[0] <= coords.max(0)[0] + 1
+
+
+def test_metric_tables_read_the_stored_metrics(pose):
+    table = views.metrics_table(pose)
+    assert set(table["model"]) == set(pose.models)
+    row = table[table["model"] == "log_ratio-d128-s0"].iloc[0]
+    assert row["nDCG@10"] == pose.models["log_ratio-d128-s0"].meta["metrics"]["ndcg@10"]
+    summary = views.method_summary(pose, 128)
+    assert set(summary["method"]) == {"imagenet", "contrastive", "binary_triplet", "dense_triplet", "log_ratio"}
+    curves = views.curve_frame(pose, 128)
+    ks = sorted(curves[(curves["method"] == "log_ratio") & (curves["metric"] == "ndcg")]["K"])
+    assert ks == [1, 5, 10, 20, 50, 100]
+    ablation = views.ablation_frame(pose)
+    assert sorted(ablation[ablation["method"] == "log_ratio"]["dim"]) == [16, 128]
+    value = ablation[(ablation["method"] == "binary_triplet") & (ablation["dim"] == 16)]["value"].item()
+    assert value == pose.models["binary_triplet-d16-s0"].meta["metrics"]["ndcg@10"]
+
+
+def test_bench_tables_format_mean_and_spread():
+    bench = {"tasks": {"pose": {
+        "methods": {"log_ratio": {"ndcg@10": 0.81234, "ndcg@10_std": 0.01, "ndcg@100": 0.9, "mld@10": 0.2,
+                                  "spearman": 0.5, "seeds": 3}},
+        "dim_ablation": {"log_ratio": {"16": {"ndcg@10": 0.7, "seeds": 1}, "128": {"ndcg@10": 0.8, "seeds": 1}}}}}}
+    table = views.bench_method_table(bench, "pose")
+    assert table.iloc[0]["nDCG@10"] == "0.812 ± 0.010"
+    assert list(views.bench_ablation_table(bench, "pose").columns) == ["method", "d=16", "d=128"]
+    assert views.bench_method_table(bench, "layout") is None
+
+
+def test_loss_sparkline_is_svg_with_one_point_per_step():
+    svg = views.loss_sparkline([1.0, 0.5, 0.25], total_steps=10)
+    assert svg.startswith("<svg") and svg.endswith("</svg>")
+    points = re.search(r'points="([^"]+)"', svg).group(1).split()
+    assert len(points) == 3
+    ys = [float(p.split(",")[1]) for p in points]
+    assert ys == sorted(ys)  # falling loss = rising y in SVG coordinates
+    assert "<polyline" not in views.loss_sparkline([], total_steps=10)
+
+
+def test_lab_refuses_bad_settings_and_missing_builds(tmp_path):
+    with pytest.raises(ValueError):
+        lab.start_job("pose", "no_such_method", home=tmp_path)
+    with pytest.raises(ValueError):
+        lab.start_job("pose", "log_ratio", steps=0, home=tmp_path)
+    with pytest.raises(MissingArtifact):
+        lab.start_job("pose", "log_ratio", steps=5, home=tmp_path)
+    assert lab.resolve_method("binary_triplet", "hard") == "binary_triplet_hard"
+    assert lab.resolve_method("log_ratio", "hard") == "log_ratio"
+    with pytest.raises(ValueError):
+        lab.resolve_method("binary_triplet", "sideways")
+
+
+def test_lab_job_is_exclusive_and_stops_early(built_home, tmp_path):
+    import shutil
+
+    shutil.copytree(built_home / "pose", tmp_path / "pose")
+    job = lab.start_job("pose", "contrastive", dim=16, steps=500, home=tmp_path)
+    try:
+        with pytest.raises(lab.LabBusy):
+            lab.start_job("pose", "log_ratio", dim=16, steps=5, home=tmp_path)
+        while job.running and job.step < 2:
+            job.thread.join(0.05)
+    finally:
+        job.stop()
+        job.thread.join(120)
+    assert job.status == "stopped", job.error
+    assert 2 <= len(job.losses) < 500 and lab.active_job() is None
+    catalog = load_catalog("pose", ArtifactStore(tmp_path))
+    assert catalog.models["lab-contrastive-d16-s0"].meta["origin"] == "lab"
+
+
+def test_projection_colouring_is_discrete_for_categories_only(pose):
+    frame = views.projection_frame(pose, "log_ratio-d128-s0", "activity")
+    assert views.is_categorical(frame, "activity")
+    assert not views.is_categorical(frame, "yaw") and not views.is_categorical(frame, "person")

@@ -1,0 +1,51 @@
+"""The build is idempotent and survives being killed."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from dml_core.build import model_plan, run_build
+from dml_core.data import get_profile
+from dml_core.store import ArtifactStore
+
+
+def _all_artifacts(store):
+    for manifest in store.root.rglob("manifest.json"):
+        yield manifest.parent.relative_to(store.root).parts
+
+
+def test_rerun_with_nothing_to_do_builds_nothing(built_home):
+    store = ArtifactStore(built_home)
+    before = {parts: store.manifest(*parts)["created"] for parts in _all_artifacts(store)}
+    report = run_build("tiny", store=store, progress=False)
+    assert all(not stage["detail"] for stage in report["stages"].values()), report["stages"]
+    assert {parts: store.manifest(*parts)["created"] for parts in _all_artifacts(store)} == before
+    for task in ("pose", "layout", "caption"):
+        assert set(store.list(task, "models")) >= {spec.id for spec in model_plan(get_profile("tiny"), task)}
+
+
+def test_killed_build_resumes_and_every_artifact_verifies(tmp_path):
+    env = dict(os.environ, DML_HOME=str(tmp_path), PYTHONUNBUFFERED="1")
+    command = [sys.executable, "-m", "dml_core", "build", "--profile", "tiny", "--tasks", "pose"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    models = tmp_path / "pose" / "models"
+    deadline = time.time() + 240
+    while time.time() < deadline and process.poll() is None:
+        if models.is_dir() and len([p for p in models.iterdir() if ".tmp-" not in p.name]) >= 2:
+            break  # killed in the middle of training the models
+        time.sleep(0.2)
+    assert process.poll() is None, "the build finished before it could be killed"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    store = ArtifactStore(tmp_path)
+    artifacts = list(_all_artifacts(store))
+    assert artifacts
+    for parts in artifacts:
+        store.verify(*parts, full=True)
+    assert not list(tmp_path.rglob("*.tmp-*"))
+    expected = {spec.id for spec in model_plan(get_profile("tiny"), "pose")}
+    assert set(store.list("pose", "models")) == expected

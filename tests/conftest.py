@@ -25,3 +25,14 @@ def use_built_home(built_home, monkeypatch):
     """Point DML_HOME at the tiny build for code that reads it from the environment."""
     monkeypatch.setenv("DML_HOME", str(built_home))
     return built_home
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny tensors: one thread avoids thread hand-off costs on a shared, loaded machine."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -13,13 +13,7 @@ from dml_core.mining import dense_triplets, squared_l2_distance
 from dml_core.speed import log_ratio_speed
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny tensors: one thread avoids thread hand-off costs on a shared, loaded machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def random_case(B=4, m=9, d=5, seed=0, dtype=torch.float64):

@@ -10,13 +10,7 @@ from pytorch_metric_learning import miners as pml_miners
 from dml_core import mining as M
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny tensors: one thread avoids thread hand-off costs on a shared, loaded machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def euclidean(a, b):

@@ -22,13 +22,7 @@ from dml_core.train import CheckpointError, EmbeddingModel, embed, embed_text, f
 SMALL = dict(batch_size=48, hidden=64, progress=False)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny tensors: one thread avoids thread hand-off costs on a shared, loaded machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def synthetic(n, seed, features=24):

@@ -9,6 +9,8 @@ Artifacts per task::
     <task>/data/{train,gallery,query}/     images.npy labels.npy meta.json
     <task>/features/                       backbone feature cache (dml_core.embedders.features)
     <task>/label_dist/                     query × gallery label distances
+    <task>/tuning/                         validation nDCG@10 of every tuning-grid setting and
+                                           the setting each method then trains with
     <task>/models/<model_id>/              head weights, gallery/query embeddings, FAISS index,
                                            UMAP projection, metrics.json
 """
@@ -155,7 +157,7 @@ def build_label_distances(store: ArtifactStore, profile: Profile, tasks=TASK_NAM
     built = []
     for task in tasks:
         key = (task, "label_dist")
-        if store.is_valid(*key) and store.manifest(*key)["meta"].get("profile") == profile.name:
+        if store.is_valid(*key, full=True) and store.manifest(*key)["meta"].get("profile") == profile.name:
             continue
         query, gallery = load_split(store, task, "query"), load_split(store, task, "gallery")
         matrix = get_task(task).label_distance(query.labels, gallery.labels).astype(np.float32)
@@ -202,6 +204,78 @@ class TaskFeatures:
         return self.store.load_array(*key, name="captions.npy")
 
 
+# --------------------------------------------------------------------------- tuning
+#: Share of the training split held out to choose each method's setting; a fifth of it
+#: queries the rest.
+VALIDATION_FRACTION = 0.2
+
+
+def tune_task(data: "TaskFeatures", profile: Profile, progress: bool = True) -> dict:
+    """Run the tuning grid of every compared method on a validation split of ``data``'s training
+    split (same grid size, steps, seed and dimension for every method) and pick, per method, the
+    setting with the best validation nDCG@10.
+
+    Returns ``{method: {"chosen": index, "settings": overrides, "scores": [nDCG@10 per setting]}}``.
+    The query and gallery splits are never looked at.
+    """
+    from .methods import TUNING_GRIDS, tuning_configs
+    from .metrics import evaluate
+    from .mining import LabelNeighbours
+    from .train import embed, fit
+
+    label_distance = get_task(data.task).label_distance
+    features, labels = data.features["train"], data.train.labels
+    n_val = int(len(features) * VALIDATION_FRACTION)
+    n_fit = len(features) - n_val
+    n_val_query = max(1, n_val // 5)
+    fit_x, fit_y = features[:n_fit], labels[:n_fit]
+    val_query, val_gallery = slice(n_fit, n_fit + n_val_query), slice(n_fit + n_val_query, None)
+    val_dist = label_distance(labels[val_query], labels[val_gallery])
+    neighbours = LabelNeighbours(fit_y, label_distance, k=min(30, n_fit - 1))
+    result = {}
+    for method in METHODS_AT_FULL_DIM:
+        scores = []
+        for config in tuning_configs(method):
+            model, _ = fit(fit_x, fit_y, label_distance, method=config, dim=profile.dim, steps=profile.steps,
+                           seed=profile.seeds[0], neighbours=neighbours, progress=progress)
+            metric = "cosine" if model.normalize else "l2"
+            scores.append(evaluate(embed(model, features[val_query]), embed(model, features[val_gallery]),
+                                   val_dist, ks=(10,), metric=metric)["ndcg@10"])
+        best = int(np.argmax(scores))
+        result[method] = {"chosen": best, "settings": TUNING_GRIDS[method][best], "scores": [round(float(s), 5) for s in scores]}
+    return result
+
+
+def build_tuning(store: ArtifactStore, profile: Profile, tasks=TASK_NAMES, progress: bool = True) -> list[str]:
+    """Tune the compared methods of every task whose profile asks for it (``Profile.tune``)."""
+    built = []
+    if not profile.tune:
+        return built
+    for task in tasks:
+        key = (task, "tuning")
+        if store.is_valid(*key) and _tuning_matches(store.manifest(*key)["meta"], profile):
+            continue
+        result = tune_task(TaskFeatures(store, task, progress), profile, progress)
+        with store.writer(*key, meta={"profile": profile.name, "steps": profile.steps, "methods": result}):
+            pass
+        built.append(task)
+    return built
+
+
+def _tuning_matches(meta: dict, profile: Profile) -> bool:
+    return meta.get("profile") == profile.name and meta.get("steps") == profile.steps
+
+
+def tuned_settings(store: ArtifactStore, task: str, profile: Profile, method: str) -> dict:
+    """The overrides ``method`` trains with on ``task``: the tuning stage's choice, or {} (the
+    method's defaults) when the profile is not tuned or the method has no tuning grid."""
+    key = (task, "tuning")
+    if not profile.tune or method not in METHODS_AT_FULL_DIM or not store.is_valid(*key):
+        return {}
+    meta = store.manifest(*key)["meta"]
+    return meta["methods"][method]["settings"] if _tuning_matches(meta, profile) else {}
+
+
 def train_model(
     data: TaskFeatures, spec: ModelSpec, profile: Profile, steps: int | None = None, origin: str = "build",
     progress: bool = True, on_step=None, **method_overrides,
@@ -228,7 +302,7 @@ def train_model(
     metric = "cosine" if model.normalize else "l2"
     save_model(
         store, task, spec, profile, embed(model, data.features["gallery"]), embed(model, data.features["query"]),
-        run_dir, metric, steps=steps, origin=origin, loss=history["loss"],
+        run_dir, metric, steps=steps, origin=origin, loss=history["loss"], settings=method_overrides,
     )
     shutil.rmtree(run_dir, ignore_errors=True)
     return spec.id
@@ -245,22 +319,23 @@ def build_models(store: ArtifactStore, profile: Profile, tasks=TASK_NAMES, progr
         data = TaskFeatures(store, task, progress)
         for spec in todo:
             start = time.perf_counter()
-            train_model(data, spec, profile, progress=progress)
+            train_model(data, spec, profile, progress=progress, **tuned_settings(store, task, profile, spec.method))
             timings[task][spec.id] = round(time.perf_counter() - start, 2)
     return timings
 
 
 def _model_is_current(store: ArtifactStore, task: str, spec: ModelSpec, profile: Profile) -> bool:
     key = (task, "models", spec.id)
-    if not store.is_valid(*key):
+    if not store.is_valid(*key, full=True):  # a model's files are small: checksum them all
         return False
     meta = store.manifest(*key)["meta"]
-    return meta.get("profile") == profile.name and meta.get("steps") == (0 if spec.method == BASELINE else profile.steps)
+    return (meta.get("profile") == profile.name and meta.get("steps") == (0 if spec.method == BASELINE else profile.steps)
+            and meta.get("settings", {}) == tuned_settings(store, task, profile, spec.method))
 
 
 def save_model(
     store, task, spec: ModelSpec, profile: Profile, gallery: np.ndarray, query: np.ndarray, run_dir, metric: str,
-    steps: int, origin: str, loss: list[float] | None = None,
+    steps: int, origin: str, loss: list[float] | None = None, settings: dict | None = None,
 ) -> None:
     from .index import build_index, save_index
     from .metrics import evaluate
@@ -272,7 +347,7 @@ def save_model(
     meta = {
         "task": task, "model_id": spec.id, "method": spec.method, "dim": int(gallery.shape[1]), "seed": spec.seed,
         "metric": metric, "backbone": BACKBONE, "feature_mode": "pooled" if spec.method == BASELINE else TRAIN_MODE,
-        "profile": profile.name, "steps": steps, "origin": origin, "metrics": summary,
+        "profile": profile.name, "steps": steps, "origin": origin, "settings": settings or {}, "metrics": summary,
     }
     with store.writer(task, "models", spec.id, meta=meta) as tmp:
         if run_dir is not None:
@@ -304,6 +379,7 @@ def run_build(profile_name: str = "quick", tasks=TASK_NAMES, store: ArtifactStor
         ("data", lambda: build_data(store, profile, tasks)),
         ("features", lambda: build_features(store, profile, tasks)),
         ("label_distances", lambda: build_label_distances(store, profile, tasks)),
+        ("tuning", lambda: build_tuning(store, profile, tasks, progress)),
         ("models", lambda: build_models(store, profile, tasks, progress)),
     ]:
         stage_start = time.perf_counter()

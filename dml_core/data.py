@@ -33,13 +33,16 @@ class Profile:
     image_size: int = DEFAULT_IMAGE_SIZE
     dim: int = 128
     ablation_dims: tuple[int, ...] = (16, 32, 64)
+    #: Run every compared method's tuning grid on a validation split carved from the training
+    #: split before training (build's "tuning" stage); otherwise the methods' defaults are used.
+    tune: bool = False
 
 
 PROFILES = {
     # "tiny" exists for tests and smoke runs: every stage, in seconds.
     "tiny": Profile("tiny", {"train": 160, "gallery": 60, "query": 12}, seeds=(0,), steps=20, ablation_dims=(16,)),
     "quick": Profile("quick", {"train": 1500, "gallery": 500, "query": 100}, seeds=(0,), steps=200),
-    "full": Profile("full", {"train": 10000, "gallery": 2000, "query": 500}, seeds=(0, 1, 2), steps=600),
+    "full": Profile("full", {"train": 10000, "gallery": 2000, "query": 500}, seeds=(0, 1, 2), steps=600, tune=True),
 }
 
 

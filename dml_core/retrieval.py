@@ -172,7 +172,7 @@ def _display_rank(method: str) -> int:
 
 def load_model(store: ArtifactStore, task_name: str, model_id: str) -> Model:
     key = (task_name, "models", model_id)
-    meta = store.verify(*key)["meta"]
+    meta = store.verify(*key, full=True)["meta"]  # never load an altered index or projection
     directory = store.path(*key)
     head = None
     if meta["method"] != build.BASELINE:

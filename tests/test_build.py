@@ -49,3 +49,32 @@ def test_killed_build_resumes_and_every_artifact_verifies(tmp_path):
     assert not list(tmp_path.rglob("*.tmp-*"))
     expected = {spec.id for spec in model_plan(get_profile("tiny"), "pose")}
     assert set(store.list("pose", "models")) == expected
+
+
+def test_tuning_picks_each_methods_best_validation_setting_and_models_train_with_it(built_home, tmp_path, one_torch_thread):
+    import dataclasses
+    import shutil
+
+    from dml_core import build
+    from dml_core.methods import COMPARED, TUNING_GRIDS
+
+    shutil.copytree(built_home / "pose", tmp_path / "pose", ignore=shutil.ignore_patterns("models", "runs"))
+    store = ArtifactStore(tmp_path)
+    profile = dataclasses.replace(get_profile("tiny"), tune=True, seeds=(0,), ablation_dims=())
+    assert build.build_tuning(store, profile, ("pose",), progress=False) == ["pose"]
+    assert build.build_tuning(store, profile, ("pose",), progress=False) == []  # done once
+    tuned = store.manifest("pose", "tuning")["meta"]["methods"]
+    assert set(tuned) == set(COMPARED)
+    for method, result in tuned.items():
+        assert len(result["scores"]) == len(TUNING_GRIDS[method]) == 4
+        assert 0 < max(result["scores"]) <= 1
+        assert result["scores"][result["chosen"]] == max(result["scores"])
+        assert result["settings"] == TUNING_GRIDS[method][result["chosen"]]
+
+    build.build_models(store, profile, ("pose",), progress=False)
+    for method in COMPARED:
+        meta = store.manifest("pose", "models", f"{method}-d{profile.dim}-s0")["meta"]
+        assert meta["settings"] == tuned[method]["settings"]
+    assert build.build_models(store, profile, ("pose",), progress=False) == {}  # nothing left to do
+    # an untuned profile ignores the stored tuning
+    assert build.tuned_settings(store, "pose", get_profile("tiny"), "log_ratio") == {}

@@ -21,6 +21,7 @@ import multiprocessing
 import os
 import shutil
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
@@ -283,7 +284,7 @@ def train_model(
     """Train (or resume) ``spec`` on cached features, then store it with embeddings, index,
     projection and metrics; returns the model id. ``on_step(step, loss)`` returning False stops
     training early (the model is then stored as trained so far)."""
-    from .train import embed, fit
+    from .train import CheckpointError, embed, fit
 
     store, task = data.store, data.task
     steps = steps or profile.steps
@@ -293,12 +294,21 @@ def train_model(
         return spec.id
     run_dir = store.path(task, "runs", spec.id)
     cross_modal = spec.method == CROSS_MODAL
-    model, history = fit(
-        data.features["train"], data.train.labels, get_task(task).label_distance, method=spec.method,
-        dim=spec.dim, steps=steps, seed=spec.seed, checkpoint_dir=run_dir,
-        neighbours=None if cross_modal else data.neighbours, text_inputs=data.caption_embeddings() if cross_modal else None,
-        progress=progress, on_step=on_step, **method_overrides,
-    )
+
+    def train(resume: bool):
+        return fit(
+            data.features["train"], data.train.labels, get_task(task).label_distance, method=spec.method,
+            dim=spec.dim, steps=steps, seed=spec.seed, checkpoint_dir=run_dir, resume=resume,
+            neighbours=None if cross_modal else data.neighbours, text_inputs=data.caption_embeddings() if cross_modal else None,
+            progress=progress, on_step=on_step, **method_overrides,
+        )
+
+    try:
+        model, history = train(resume=True)
+    except CheckpointError as exc:  # a damaged or foreign checkpoint is never loaded: start afresh
+        warnings.warn(f"{task}/{spec.id}: {exc}; training from scratch", stacklevel=2)
+        shutil.rmtree(run_dir, ignore_errors=True)
+        model, history = train(resume=False)
     metric = "cosine" if model.normalize else "l2"
     save_model(
         store, task, spec, profile, embed(model, data.features["gallery"]), embed(model, data.features["query"]),

@@ -70,21 +70,56 @@ def cmd_evaluate(args) -> int:
         print(f"{model_id:<{width}}  {row['ndcg@10']:7.4f}  {row['ndcg@100']:8.4f}  {row['mld@10']:6.4f}  {row['spearman']:8.4f}")
     if args.json:
         out = {"task": args.task, "queries": len(catalog.queries), "gallery": len(catalog.gallery), "models": rows}
-        Path(args.json).write_text(json.dumps(out, indent=2))
+        from .store import atomic_write_json
+
+        atomic_write_json(_output_path(args.json), out)
     return 0
 
 
+def _input_roots() -> tuple[Path, ...]:
+    from .store import data_root, dml_home
+
+    return dml_home(), data_root()
+
+
+def _output_path(text: str) -> Path:
+    """Reports go under the working directory, the artifacts or the data directory."""
+    from .store import confine_user_path
+
+    return confine_user_path(text, (Path.cwd(), *_input_roots()))
+
+
+def _read_image_bytes(name: str) -> bytes:
+    """The bytes of ``--image``: a file under the artifacts or data directory, or ``-`` for stdin;
+    never more than the upload limit is read."""
+    from .images import MAX_BYTES, ImageInputError
+    from .store import confine_user_path
+
+    if name == "-":
+        data = sys.stdin.buffer.read(MAX_BYTES + 1)
+    else:
+        path = confine_user_path(name, _input_roots())
+        if not path.is_file():
+            raise ValueError(f"{name}: no such file")
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_BYTES + 1)
+    if len(data) > MAX_BYTES:
+        raise ImageInputError(f"the file is larger than the {MAX_BYTES / 2**20:.0f} MB limit")
+    return data
+
+
 def cmd_query(args) -> int:
-    from .images import decode_image, to_square_array
+    from .images import ImageInputError
+    from .views import query_with_image_bytes
 
     catalog = _catalog(args.task)
     model_ids = _select_models(catalog, args.models)
     if args.image:
-        path = Path(args.image)
-        if not path.is_file():
-            raise ValueError(f"{path}: no such file")
-        image = to_square_array(decode_image(path.read_bytes()), catalog.gallery.images.shape[1])
-        hits, timings = catalog.hits_for_image(image, model_ids, args.k)
+        try:  # the Upload page's path: decode, backbone, heads, search
+            result = query_with_image_bytes(catalog, _read_image_bytes(args.image), model_ids, args.k, place_on=[])
+        except ImageInputError as exc:
+            raise ImageInputError(f"{args.image} cannot be used: {exc}") from None
+        hits, timings = result.hits, result.timings_ms
     else:
         hits, timings = catalog.hits_for_text(args.text, args.models, args.k)
     if args.json:
@@ -124,7 +159,8 @@ def cmd_train(args) -> int:
 def cmd_bench(args) -> int:
     from .bench import run_bench
 
-    result = run_bench(args.profile, args.json, args.tasks, markdown_path=args.markdown or None)
+    json_path, markdown_path = _output_path(args.json), _output_path(args.markdown) if args.markdown else None
+    result = run_bench(args.profile, json_path, args.tasks, markdown_path=markdown_path)
     timing = result["timing"]
     print(f"wrote {args.json}" + (f" and {args.markdown}" if args.markdown else ""))
     print(f"build {timing['build_s']:.1f} s · features {timing['features_img_per_s']:.0f} img/s · "
@@ -135,7 +171,7 @@ def cmd_bench(args) -> int:
 def cmd_preview(args) -> int:
     from .preview import contact_sheet
 
-    out = Path(args.out)
+    out = _output_path(args.out)
     if out.suffix.lower() not in {".png", ".jpg", ".jpeg", ".webp"}:
         raise ValueError(f"--out must end in .png, .jpg or .webp, got {out.name}")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -177,7 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     query = sub.add_parser("query", help="retrieve gallery images for an image (or a text, caption task)")
     query.add_argument("--task", choices=TASK_NAMES, required=True)
     source = query.add_mutually_exclusive_group(required=True)
-    source.add_argument("--image", help="PNG, JPEG, WebP, BMP or GIF file")
+    source.add_argument("--image", help="PNG, JPEG, WebP, BMP or GIF file under the data (DML_DATA, default ./data) "
+                        "or artifacts directory; '-' reads it from stdin")
     source.add_argument("--text", help="a sentence (caption task, needs a cross-modal model)")
     query.add_argument("--models", nargs="+", help="model ids (default: the main models)")
     query.add_argument("--k", type=_positive_int, default=10)
@@ -211,5 +248,6 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a person gets one line; DML_DEBUG=1 shows the traceback
         if os.environ.get("DML_DEBUG"):
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"error: {message}", file=sys.stderr)
         return 1

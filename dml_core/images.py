@@ -17,6 +17,8 @@ MAX_BYTES = 20 * 1024 * 1024
 MAX_PIXELS = 40_000_000
 MAX_ASPECT = 20.0
 ALLOWED_FORMATS = {"PNG", "JPEG", "WEBP", "BMP", "GIF", "MPO"}
+#: File name extensions the Upload page offers (the decoder checks the content, not the name).
+UPLOAD_EXTENSIONS = ("png", "jpg", "jpeg", "webp", "bmp", "gif")
 
 
 class ImageInputError(ValueError):
@@ -40,7 +42,7 @@ def decode_image(data: bytes, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_
     except Exception as exc:  # PIL raises many types on hostile headers
         raise ImageInputError(f"the image header cannot be read ({type(exc).__name__})") from None
     if image.format not in ALLOWED_FORMATS:
-        raise ImageInputError(f"{image.format or 'unknown'} images are not supported; use PNG, JPEG, WebP or BMP")
+        raise ImageInputError(f"{image.format or 'unknown'} images are not supported; use PNG, JPEG, WebP, BMP or GIF")
     width, height = image.size
     if width < 1 or height < 1:
         raise ImageInputError("the image has no pixels")

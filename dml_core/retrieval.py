@@ -16,7 +16,7 @@ from . import build
 from .data import load_split
 from .index import Index, load_index, search
 from .projection import Projection, load_projection, place
-from .store import ArtifactStore, MissingArtifact
+from .store import ArtifactError, ArtifactStore, CorruptArtifact, MissingArtifact
 from .tasks import TaskData, get_task
 
 #: Models shown first, in this order, when present.
@@ -70,6 +70,7 @@ class Catalog:
     queries: TaskData
     label_dist: np.ndarray  # (n_query, n_gallery)
     models: dict[str, Model] = field(default_factory=dict)
+    damaged: dict[str, str] = field(default_factory=dict)  # model id -> why it was not loaded
 
     @cached_property
     def task(self):
@@ -202,10 +203,17 @@ def load_catalog(task_name: str, store: ArtifactStore | None = None) -> Catalog:
         raise MissingArtifact(f"{exc}. Build it first: python -m dml_core build") from None
     catalog = Catalog(task_name, gallery, queries, label_dist)
     profile = store.manifest(task_name, "data", "gallery")["meta"].get("profile")
-    for model_id in store.list(task_name, "models"):
-        model = load_model(store, task_name, model_id)
+    for model_id in store.list(task_name, "models", valid_only=False):
+        try:
+            model = load_model(store, task_name, model_id)
+        except (ArtifactError, RuntimeError, ValueError, OSError) as exc:  # checksum, checkpoint, index errors
+            catalog.damaged[model_id] = " ".join(str(exc).split())
+            continue
         if model.meta.get("profile") == profile:  # models of an older build index another gallery
             catalog.models[model_id] = model
+    if not catalog.models and catalog.damaged:
+        raise CorruptArtifact(f"every model of {task_name} is damaged ({next(iter(catalog.damaged.values()))}). "
+                              "Rebuild them: python -m dml_core build")
     if not catalog.models:
         raise MissingArtifact(f"no models built for {task_name}. Build them first: python -m dml_core build")
     return catalog

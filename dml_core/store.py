@@ -45,6 +45,26 @@ def dml_home() -> Path:
     return Path(os.environ.get("DML_HOME", "artifacts")).resolve()
 
 
+def data_root() -> Path:
+    """Where a person puts files for the CLI to read (``DML_DATA``, default ``./data``)."""
+    return Path(os.environ.get("DML_DATA", "data")).resolve()
+
+
+def confine_user_path(path: str | os.PathLike, roots: "list[Path] | tuple[Path, ...]") -> Path:
+    """``path`` (relative to the working directory) resolved, symlinks included, if it lies
+    under one of ``roots``; otherwise UnsafePath naming the allowed directories."""
+    text = os.fspath(path)
+    if not text or "\x00" in text:
+        raise UnsafePath(f"refusing path {text!r}")
+    resolved = Path(text).resolve()
+    for root in roots:
+        root = Path(root).resolve()
+        if resolved == root or root in resolved.parents:
+            return resolved
+    allowed = " or ".join(str(Path(r).resolve()) for r in roots)
+    raise UnsafePath(f"refusing {text}: only files under {allowed} are accepted")
+
+
 def confined_path(root: Path, *parts: str) -> Path:
     """``root / parts`` resolved, refusing anything that escapes ``root`` (``..``, absolute)."""
     root = Path(root).resolve()
@@ -147,15 +167,17 @@ class ArtifactStore:
         except (OSError, ValueError) as exc:
             raise CorruptArtifact(f"artifact {'/'.join(parts)}: {name} is unreadable ({exc})") from exc
 
-    def list(self, *parts: str) -> list[str]:
-        """Names of the valid (size-checked) artifacts directly under ``parts``."""
+    def list(self, *parts: str, valid_only: bool = True) -> list[str]:
+        """Names of the artifacts directly under ``parts``: the valid (size-checked) ones, or
+        with ``valid_only=False`` every one that has a manifest (to report the damaged ones)."""
         directory = self.path(*parts)
         if not directory.is_dir():
             return []
         return sorted(
             child.name
             for child in directory.iterdir()
-            if child.is_dir() and _TMP_MARK not in child.name and self.is_valid(*parts, child.name)
+            if child.is_dir() and _TMP_MARK not in child.name
+            and (self.is_valid(*parts, child.name) if valid_only else (child / MANIFEST).is_file())
         )
 
     # ----------------------------------------------------------------- writing

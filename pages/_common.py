@@ -60,13 +60,17 @@ def catalog_or_none(task: str) -> Catalog | None:
     """The task's catalog, or None after showing a friendly message when it is not built."""
     root = home()
     try:
-        return _load(task, root, _stamp(task, root))
+        catalog = _load(task, root, _stamp(task, root))
     except ArtifactError as exc:
         state = "has damaged artifacts" if isinstance(exc, CorruptArtifact) else "is not built yet"
         st.warning(f"**The {TASK_TITLES.get(task, task)} task {state}** (looked in `{root}`).\n\n{BUILD_HINT}")
         with st.expander("Details"):
             st.text(str(exc))
         return None
+    if catalog.damaged:
+        st.warning(f"**{len(catalog.damaged)} model(s) failed their integrity check and are hidden:** "
+                   f"{', '.join(sorted(catalog.damaged))}. Rebuild them with `python -m dml_core build`.")
+    return catalog
 
 
 def thumbs(task: str, split: str = "gallery") -> views.Thumbnails:

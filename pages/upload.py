@@ -4,10 +4,9 @@ import io
 import streamlit as st
 
 from dml_core import views
-from dml_core.images import MAX_BYTES, MAX_PIXELS, ImageInputError
+from dml_core.images import MAX_BYTES, MAX_PIXELS, UPLOAD_EXTENSIONS, ImageInputError
 from pages import _common as ui
 
-FILE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp"]
 
 task = ui.task_selector()
 catalog = ui.catalog_or_none(task)
@@ -20,12 +19,12 @@ k = st.sidebar.slider("Results per model (K)", 5, 20, 10, key="up_k")
 
 ui.page_header("Upload", "Your own image as the query: which gallery images does each model think are closest?")
 size = catalog.gallery.images.shape[1]
-limits = (f"PNG, JPEG, WebP or BMP · at most {MAX_BYTES / 2**20:.0f} MB and {MAX_PIXELS / 1e6:.0f} megapixels · "
+limits = (f"PNG, JPEG, WebP, BMP or GIF (first frame) · at most {MAX_BYTES / 2**20:.0f} MB and {MAX_PIXELS / 1e6:.0f} megapixels · "
           f"centre-cropped to a square and resized to {size}×{size} px, like the gallery.")
 
 left, middle, right = st.columns([1.25, 0.8, 1.6], gap="large")
 with left:
-    uploaded = st.file_uploader("Query image", type=FILE_TYPES, key=f"up_file_{task}", help=limits)
+    uploaded = st.file_uploader("Query image", type=list(UPLOAD_EXTENSIONS), key=f"up_file_{task}", help=limits)
     st.caption(limits)
     sample = st.selectbox(
         "…or try a query-set image (never in the gallery)", [None, *range(len(catalog.queries))], key=f"up_sample_{task}",

@@ -1,5 +1,6 @@
 """The build is idempotent and survives being killed."""
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -25,25 +26,31 @@ def test_rerun_with_nothing_to_do_builds_nothing(built_home):
         assert set(store.list(task, "models")) >= {spec.id for spec in model_plan(get_profile("tiny"), task)}
 
 
-def test_killed_build_resumes_and_every_artifact_verifies(tmp_path):
+def test_build_killed_five_times_at_random_moments_resumes_and_every_artifact_verifies(tmp_path):
+    """SIGKILL the build at random points of its progress (after a random number of finished
+    artifacts, plus a random delay), five times; after every kill each finished artifact
+    verifies, and a final rerun completes the build."""
+    rng = random.Random(20261123)
     env = dict(os.environ, DML_HOME=str(tmp_path), PYTHONUNBUFFERED="1")
     command = [sys.executable, "-m", "dml_core", "build", "--profile", "tiny", "--tasks", "pose"]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    models = tmp_path / "pose" / "models"
-    deadline = time.time() + 240
-    while time.time() < deadline and process.poll() is None:
-        if models.is_dir() and len([p for p in models.iterdir() if ".tmp-" not in p.name]) >= 2:
-            break  # killed in the middle of training the models
-        time.sleep(0.2)
-    assert process.poll() is None, "the build finished before it could be killed"
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    store = ArtifactStore(tmp_path)
+    targets = sorted(rng.sample(range(12), 5))  # finished artifacts before each kill (the build makes ~16)
+    for target in targets:
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.time() + 300
+        while time.time() < deadline and process.poll() is None and len(list(_all_artifacts(store))) < target:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 0.5))
+        assert process.poll() is None, f"the build finished before kill at {target} artifacts"
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        for parts in _all_artifacts(store):  # what has a manifest is complete, even right after a kill
+            store.verify(*parts, full=True)
 
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
-    store = ArtifactStore(tmp_path)
     artifacts = list(_all_artifacts(store))
-    assert artifacts
+    assert len(artifacts) > targets[-1]
     for parts in artifacts:
         store.verify(*parts, full=True)
     assert not list(tmp_path.rglob("*.tmp-*"))

@@ -20,6 +20,8 @@ from .store import ArtifactStore, atomic_write_bytes, atomic_write_json
 from .tasks import TASK_NAMES
 
 HEADLINE = ("ndcg@10", "ndcg@100", "mld@10", "spearman")
+STAGE_ORDER = ("data", "features", "label_distances", "tuning", "models")
+METRIC_NAMES = {"ndcg@10": "nDCG@10", "ndcg@100": "nDCG@100", "mld@10": "mld@10", "spearman": "Spearman ρ"}
 CURVE_KS = (1, 5, 10, 20, 50, 100)
 QUERY_MODELS = ("binary_triplet", "log_ratio")
 
@@ -159,17 +161,19 @@ def write_markdown(result: dict, path: Path) -> None:
         "size, optimiser and head; metric values are means over seeds (± standard deviation).",
         "nDCG and Spearman: higher is better; mld@10 (mean label distance of the top 10): lower is better.",
         "",
+        *_summary_lines(result),
     ]
-    for task, data in result["tasks"].items():
+    for task, data in _tasks(result):
         lines += [f"## {task}", "", "| method | nDCG@10 | nDCG@100 | mld@10 | Spearman ρ | seeds |", "|---|---|---|---|---|---|"]
         for method in METHOD_ORDER:
             if method in data["methods"]:
                 s = data["methods"][method]
                 lines.append(f"| {method} | " + " | ".join(_cell(s, k) for k in HEADLINE) + f" | {s['seeds']} |")
-        lines += ["", "Dimension ablation (nDCG@10):", "", "| method | " + " | ".join(f"d={d}" for d in data["dim_ablation"]["log_ratio"]) + " |",
-                  "|---|" + "---|" * len(data["dim_ablation"]["log_ratio"])]
-        for method, dims in data["dim_ablation"].items():
-            lines.append(f"| {method} | " + " | ".join(_cell(s, "ndcg@10") for s in dims.values()) + " |")
+        dims = dimensions(data["dim_ablation"])
+        lines += ["", "Dimension ablation (nDCG@10):", "", "| method | " + " | ".join(f"d={d}" for d in dims) + " |",
+                  "|---|" + "---|" * len(dims)]
+        for method, by_dim in data["dim_ablation"].items():
+            lines.append(f"| {method} | " + " | ".join(_cell(by_dim[str(d)], "ndcg@10") for d in dims) + " |")
         lines += ["", f"![nDCG@K and mld@K, {task}]({plots[task]})", ""]
     lines += ["## Dimension ablation", "", f"![dimension ablation]({plots['ablation']})", ""]
     lines += _tuning_lines(result.get("tuning") or {})
@@ -177,7 +181,8 @@ def write_markdown(result: dict, path: Path) -> None:
     lines += [
         "## Speed",
         "",
-        f"- build: {timing['build_s']:.0f} s (" + ", ".join(f"{k} {v:.0f} s" for k, v in timing["build_stages_s"].items()) + ")",
+        f"- build: {timing['build_s']:.0f} s (" + ", ".join(f"{k} {timing['build_stages_s'][k]:.0f} s" for k in STAGE_ORDER
+                                                          if k in timing["build_stages_s"]) + ")",
         f"- backbone features: {timing['features_img_per_s']:.0f} images/s",
         f"- one uploaded image against {len(timing['query']['models'])} models over {timing['query']['gallery']} gallery images "
         f"(decode, backbone, heads, search): p50 {timing['query_ms_p50']:.1f} ms, p95 {timing['query_ms_p95']:.1f} ms",
@@ -191,26 +196,68 @@ def write_markdown(result: dict, path: Path) -> None:
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
 
 
-def _setting(override: dict) -> str:
-    flat = {**{k: v for k, v in override.items() if k != "loss_args"}, **override.get("loss_args", {})}
-    return ", ".join(f"{k}={v}" for k, v in flat.items() if not (k == "smooth_loss" and v is False))
+def _summary_lines(result: dict) -> list[str]:
+    """What the tables say, computed from them: the best method per metric, log-ratio against
+    binary triplet, and what each loses from the largest to the smallest dimension."""
+    lines = ["## Summary", "",
+             "Computed from the tables below. A method counts as best when it beats the runner-up by more than",
+             "twice their combined standard deviation over seeds; otherwise both are named (≈).", ""]
+    for task, data in _tasks(result):
+        methods = data["methods"]
+        parts = [f"best {METRIC_NAMES[key]}: {_best(methods, key)}" for key in HEADLINE]
+        line = f"- **{task}**: " + ", ".join(parts)
+        if {"log_ratio", "binary_triplet"} <= set(methods):
+            lr, bt = methods["log_ratio"], methods["binary_triplet"]
+            line += ("; log_ratio − binary_triplet: " +
+                     ", ".join(f"{METRIC_NAMES[key]} {lr[key] - bt[key]:+.3f}" for key in ("ndcg@10", "spearman")))
+        ablation = data["dim_ablation"]
+        dims = dimensions(ablation)
+        if len(dims) > 1:
+            drops = {m: ablation[m][str(dims[-1])]["ndcg@10"] - ablation[m][str(dims[0])]["ndcg@10"] for m in ablation}
+            line += (f"; nDCG@10 lost from d={dims[-1]} to d={dims[0]}: " +
+                     ", ".join(f"{m} {drop:.3f}" for m, drop in drops.items()))
+        lines.append(line)
+    return [*lines, ""]
+
+
+def dimensions(ablation: dict) -> list[int]:
+    """The ablation's embedding widths in increasing order (JSON keys are strings and sort as text)."""
+    return sorted({int(d) for by_dim in ablation.values() for d in by_dim})
+
+
+def _best(methods: dict, key: str) -> str:
+    sign = -1 if key.startswith("mld") else 1
+    ranked = sorted(methods, key=lambda m: sign * methods[m][key], reverse=True)
+    if len(ranked) < 2:
+        return ranked[0]
+    first, second = (methods[m] for m in ranked[:2])
+    spread = 2 * float(np.hypot(first.get(f"{key}_std", 0.0), second.get(f"{key}_std", 0.0)))
+    return ranked[0] if abs(first[key] - second[key]) > spread else f"{ranked[0]} ≈ {ranked[1]}"
+
+
+def _tasks(result: dict) -> list[tuple[str, dict]]:
+    """The result's tasks in the app's order (the JSON stores them sorted)."""
+    return [(t, result["tasks"][t]) for t in TASK_NAMES if t in result["tasks"]]
 
 
 def _tuning_lines(tuning: dict) -> list[str]:
+    from .methods import describe_setting
+
     if not tuning:
         return ["## Tuning", "", "This profile trains every method with its defaults (`dml_core/methods.py`); "
                 "the full profile runs every tuning grid on a validation split first.", ""]
     lines = ["## Tuning", "",
              "Before training, each compared method ran its 4-setting grid (same steps, seed and dimension for every",
-             "method) on a validation split carved from the training images: 80 % to train, a fifth of the rest as",
-             "queries against the others. The setting with the best validation nDCG@10 (**bold**) trains the",
+             "method) on a validation split carved from the training images: 80 % to train on; of the other 20 %,",
+             "a fifth are queries and the rest their gallery. The setting with the best validation nDCG@10 (**bold**) trains the",
              "method's models for every seed and dimension. The gallery and query splits are never looked at.", ""]
-    for task, methods in tuning.items():
+    for task in (t for t in TASK_NAMES if t in tuning):
+        methods = tuning[task]
         lines += [f"### {task}", "", "| method | validation nDCG@10 per setting |", "|---|---|"]
         for method in METHOD_ORDER:
             if method not in methods:
                 continue
-            cells = [f"{_setting(g)}: {score:.3f}" for g, score in zip(methods[method]["grid"], methods[method]["scores"])]
+            cells = [f"{describe_setting(g)}: {score:.3f}" for g, score in zip(methods[method]["grid"], methods[method]["scores"])]
             cells[methods[method]["chosen"]] = f"**{cells[methods[method]['chosen']]}**"
             lines.append(f"| {method} | " + " · ".join(cells) + " |")
         lines.append("")
@@ -224,7 +271,7 @@ def _plots(result: dict, plot_dir: Path) -> dict:
     import matplotlib.pyplot as plt
 
     paths = {}
-    for task, data in result["tasks"].items():
+    for task, data in _tasks(result):
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
         for method in METHOD_ORDER:
             if method not in data["methods"]:
@@ -247,13 +294,13 @@ def _plots(result: dict, plot_dir: Path) -> dict:
         fig.savefig(plot_dir / name, dpi=110)
         plt.close(fig)
         paths[task] = f"docs/bench/{name}"
-    tasks = list(result["tasks"])
+    tasks = [task for task, _ in _tasks(result)]
     fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.4), squeeze=False)
     for ax, task in zip(axes[0], tasks):
-        for method, dims in result["tasks"][task]["dim_ablation"].items():
-            ds = [int(d) for d in dims]
-            mean = np.array([dims[str(d)]["ndcg@10"] for d in ds])
-            std = np.array([dims[str(d)].get("ndcg@10_std", 0.0) for d in ds])
+        for method, by_dim in result["tasks"][task]["dim_ablation"].items():
+            ds = dimensions({method: by_dim})
+            mean = np.array([by_dim[str(d)]["ndcg@10"] for d in ds])
+            std = np.array([by_dim[str(d)].get("ndcg@10_std", 0.0) for d in ds])
             ax.errorbar(ds, mean, yerr=std, marker="o", ms=4, capsize=3, label=method, color=METHOD_COLOURS[method])
         ax.set_xscale("log", base=2)
         ax.set_xticks(ds, [str(d) for d in ds])

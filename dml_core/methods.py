@@ -10,7 +10,9 @@ settings each). Defaults follow the paper's official code: binary positives are 
 The binary triplet's default miner ("all": every margin-violating triplet, PML's meaning)
 was picked by running its tuning grid on a synthetic problem (see ``train.py``): nDCG@10
 all 0.902 / 0.896, semi-hard 0.899 / 0.894, hard 0.871 / 0.869, easy (smooth loss) 0.862 /
-0.851 over two seeds; batch-hard 0.820. Rerun the grid on a task's validation split.
+0.851 over two seeds; batch-hard 0.820. These defaults train the quick profile; the full
+profile's build runs every compared method's grid on each task's validation split first and
+trains with the winner (``build.tune_task``).
 Steps: 600 (51 epochs of 1,500 images at 128 per step). On that problem 300 and 600 steps
 score alike and 1,500 steps overfit the binary methods; a 1,280-d head runs at ~115 steps/s,
 a 5,120-d head at ~57 steps/s on 2 cores, so 600 steps take 5-11 s per method.
@@ -152,6 +154,12 @@ def get_method(method: "str | MethodConfig | dict", **overrides) -> MethodConfig
     else:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     return config.replace(**overrides) if overrides else config
+
+
+def describe_setting(override: dict) -> str:
+    """A tuning-grid entry as short text, e.g. ``{"loss_args": {"margin": 0.1}}`` → "margin=0.1"."""
+    flat = {**{k: v for k, v in override.items() if k != "loss_args"}, **override.get("loss_args", {})}
+    return ", ".join(f"{k}={v}" for k, v in flat.items() if not (k == "smooth_loss" and v is False))
 
 
 def tuning_configs(method_id: str) -> list[MethodConfig]:

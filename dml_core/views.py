@@ -506,7 +506,23 @@ def bench_ablation_table(bench: dict, task: str, key: str = "ndcg@10") -> pd.Dat
     ablation = (bench.get("tasks", {}).get(task) or {}).get("dim_ablation")
     if not ablation:
         return None
-    rows = [{"method": method, **{f"d={d}": _with_std(s, key) for d, s in dims.items()}} for method, dims in ablation.items()]
+    from .bench import dimensions
+
+    rows = [{"method": method, **{f"d={d}": _with_std(by_dim[str(d)], key) for d in dimensions(ablation) if str(d) in by_dim}}
+            for method, by_dim in ablation.items()]
+    return pd.DataFrame(rows)
+
+
+def bench_tuning_table(bench: dict, task: str) -> pd.DataFrame | None:
+    """The bench JSON's tuning results of one task: one row per method and grid setting."""
+    from .methods import describe_setting
+
+    tuning = (bench.get("tuning") or {}).get(task)
+    if not tuning:
+        return None
+    rows = [{"method": method, "setting": describe_setting(setting), "validation nDCG@10": round(score, 4),
+             "chosen": "✓" if i == result["chosen"] else ""}
+            for method, result in tuning.items() for i, (setting, score) in enumerate(zip(result["grid"], result["scores"]))]
     return pd.DataFrame(rows)
 
 

@@ -96,6 +96,11 @@ else:
         if ablation_table is not None:
             st.markdown("Dimension ablation, nDCG@10")
             st.dataframe(ablation_table, hide_index=True, width="stretch")
+        tuning_table = views.bench_tuning_table(bench, task)
+        if tuning_table is not None:
+            st.markdown("Tuning: each method's 4 settings on a validation split of the training images; "
+                        "the chosen one (✓) trained every seed and dimension")
+            st.dataframe(tuning_table, hide_index=True, width="stretch")
     timing = bench.get("timing") or {}
     if timing:
         facts = []

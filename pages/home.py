@@ -1,6 +1,8 @@
 """Home: what the lab is and where to go."""
 import streamlit as st
 
+import pages  # noqa: F401  (a deep link as the first request: see pages/__init__.py)
+
 st.title("Beyond Binary")
 st.caption("An interactive lab for deep metric learning with continuous labels.")
 st.markdown(

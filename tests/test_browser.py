@@ -134,3 +134,21 @@ def test_compare_and_upload_in_chromium(app_url, browser, built_home, tmp_path):
     assert not browser.find_elements(By.CSS_SELECTOR, '[data-testid="stAlertContentError"]')
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".js-plotly-plot"))  # where the query lands
     assert save(browser, shots, "upload").stat().st_size > 10_000
+
+
+def test_a_deep_link_as_the_first_request_gets_the_apps_navigation(app_url, browser, tmp_path):
+    """Before app.py ever ran, Streamlit treats pages/ as a legacy multipage folder; the page
+    must still come up inside the app's own navigation and layout (pages/__init__.py)."""
+    wait = WebDriverWait(browser, 120)
+    browser.get(f"{app_url}/learn_4_mahalanobis")
+    wait.until(lambda d: any("Mahalanobis metric learning" in e.text for e in d.find_elements(By.TAG_NAME, "h1")))
+
+    def nav_texts(driver):
+        return [e.text.strip() for e in driver.find_elements(By.CSS_SELECTOR, '[data-testid="stSidebarNav"] a')]
+
+    wait.until(lambda d: "Training lab" in nav_texts(d))
+    links = nav_texts(browser)
+    assert "Compare" in links and "Mahalanobis metric learning" in links
+    assert not {"app", "common", "learn common", "training lab"} & set(links), links
+    assert not browser.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
+    save(browser, tmp_path, "deep_link")

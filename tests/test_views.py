@@ -131,7 +131,7 @@ def test_bench_tables_format_mean_and_spread():
     bench = {"tasks": {"pose": {
         "methods": {"log_ratio": {"ndcg@10": 0.81234, "ndcg@10_std": 0.01, "ndcg@100": 0.9, "mld@10": 0.2,
                                   "spearman": 0.5, "seeds": 3}},
-        "dim_ablation": {"log_ratio": {"16": {"ndcg@10": 0.7, "seeds": 1}, "128": {"ndcg@10": 0.8, "seeds": 1}}}}}}
+        "dim_ablation": {"log_ratio": {"128": {"ndcg@10": 0.8, "seeds": 1}, "16": {"ndcg@10": 0.7, "seeds": 1}}}}}}  # JSON order
     table = views.bench_method_table(bench, "pose")
     assert table.iloc[0]["nDCG@10"] == "0.812 ± 0.010"
     assert list(views.bench_ablation_table(bench, "pose").columns) == ["method", "d=16", "d=128"]
@@ -184,3 +184,15 @@ def test_projection_colouring_is_discrete_for_categories_only(pose):
     frame = views.projection_frame(pose, "log_ratio-d128-s0", "activity")
     assert views.is_categorical(frame, "activity")
     assert not views.is_categorical(frame, "yaw") and not views.is_categorical(frame, "person")
+
+
+def test_bench_tuning_table_marks_the_chosen_setting():
+    from dml_core.methods import TUNING_GRIDS
+
+    grid = TUNING_GRIDS["dense_triplet"]
+    bench = {"tuning": {"pose": {"dense_triplet": {"chosen": 2, "scores": [0.7, 0.71, 0.74, 0.6], "grid": grid,
+                                                   "settings": grid[2]}}}}
+    table = views.bench_tuning_table(bench, "pose")
+    assert list(table["setting"]) == ["margin=0.01", "margin=0.03", "margin=0.1", "margin=0.2"]
+    assert list(table["chosen"]) == ["", "", "✓", ""]
+    assert views.bench_tuning_table(bench, "layout") is None and views.bench_tuning_table({}, "pose") is None

@@ -1,0 +1,39 @@
+"""``bench``: the issue's JSON schema, the generated report, and its computed summary."""
+import json
+
+from dml_core import bench
+from dml_core.store import ArtifactStore
+
+
+def test_bench_writes_the_json_schema_report_and_plots(built_home, tmp_path, one_torch_thread):
+    out = tmp_path / "BENCHMARKS.json"
+    markdown = tmp_path / "BENCHMARKS.md"
+    result = bench.run_bench("tiny", out, store=ArtifactStore(built_home), markdown_path=markdown, speed=False)
+    stored = json.loads(out.read_text())
+    assert stored["profile"] == "tiny" and set(stored["tasks"]) == {"pose", "layout", "caption"}
+    pose = stored["tasks"]["pose"]
+    assert set(pose["methods"]) == {"imagenet", "contrastive", "binary_triplet", "dense_triplet", "log_ratio"}
+    for key in ("ndcg@10", "ndcg@100", "mld@10", "spearman", "seeds", "ndcg@10_std"):
+        assert key in pose["methods"]["log_ratio"]
+    assert set(pose["dim_ablation"]) == {"binary_triplet", "log_ratio"} and set(pose["dim_ablation"]["log_ratio"]) == {"16", "128"}
+    model_meta = ArtifactStore(built_home).manifest("pose", "models", "log_ratio-d128-s0")["meta"]["metrics"]
+    assert pose["methods"]["log_ratio"]["ndcg@10"] == round(model_meta["ndcg@10"], 4)  # computed, from the artifacts
+    timing = stored["timing"]
+    assert timing["query_ms_p50"] > 0 and timing["query_ms_p95"] >= timing["query_ms_p50"] and timing["build_s"] > 0
+    assert stored["tuning"] == {} == result["tuning"]  # the tiny profile trains with the defaults
+
+    text = markdown.read_text()
+    assert [line for line in text.splitlines() if line.startswith("## ")][:4] == ["## Summary", "## pose", "## layout", "## caption"]
+    assert "| method | d=16 | d=128 |" in text
+    for name in ("curves_pose.png", "curves_layout.png", "curves_caption.png", "dim_ablation.png"):
+        assert (tmp_path / "docs" / "bench" / name).stat().st_size > 5_000
+
+
+def test_summary_names_a_tie_when_the_gap_is_within_the_seed_spread():
+    tied = {"a": {"ndcg@10": 0.800, "ndcg@10_std": 0.01}, "b": {"ndcg@10": 0.790, "ndcg@10_std": 0.01}}
+    assert bench._best(tied, "ndcg@10") == "a ≈ b"
+    clear = {"a": {"ndcg@10": 0.800, "ndcg@10_std": 0.001}, "b": {"ndcg@10": 0.790, "ndcg@10_std": 0.001}}
+    assert bench._best(clear, "ndcg@10") == "a"
+    lower_is_better = {"a": {"mld@10": 0.30, "mld@10_std": 0.0}, "b": {"mld@10": 0.20, "mld@10_std": 0.0}}
+    assert bench._best(lower_is_better, "mld@10") == "b"
+    assert bench.dimensions({"m": {"128": {}, "16": {}, "32": {}}}) == [16, 32, 128]

@@ -1,5 +1,5 @@
 """Beyond Binary: the Streamlit entry point. Navigation and sidebar only; pages live in pages/."""
-import ast
+import re
 from pathlib import Path
 
 import streamlit as st
@@ -16,13 +16,16 @@ def _page(path: str, title: str, icon: str, default: bool = False):
     return st.Page(str(ROOT / "pages" / path), title=title, icon=icon, default=default)
 
 
+def _docstring_title(path: Path) -> str:
+    # A regex, not ast.parse: CPython 3.11's AST constructor is not thread-safe, and every
+    # session runs this script concurrently ("AST constructor recursion depth mismatch").
+    match = re.match(r'\s*[rRuU]?("""|\'\'\')\s*([^\n]+)', path.read_text())
+    return match.group(2).strip().rstrip(".").removesuffix('"""').strip() if match else path.stem
+
+
 def _learn_pages():
     """Every pages/learn_*.py, titled by the first line of its docstring."""
-    pages = []
-    for path in sorted((ROOT / "pages").glob("learn_*.py")):
-        doc = ast.get_docstring(ast.parse(path.read_text())) or path.stem
-        pages.append(st.Page(str(path), title=doc.splitlines()[0].rstrip("."), icon="📘"))
-    return pages
+    return [st.Page(str(path), title=_docstring_title(path), icon="📘") for path in sorted((ROOT / "pages").glob("learn_*.py"))]
 
 
 explore = [_page("home.py", "Home", "🏠", default=True)]

@@ -270,6 +270,9 @@ class AppClient:
                 if run_id is None or (finished_id and finished_id != run_id):
                     continue    # the end of an earlier run
                 status = fwd.script_finished
+                if status == ForwardMsg.FINISHED_EARLY_FOR_RERUN:
+                    run_id = None   # the script called st.rerun(): the run that follows is the one that counts
+                    continue
                 if status != ForwardMsg.FINISHED_SUCCESSFULLY:
                     errors.append(f"script_finished status {ForwardMsg.ScriptFinishedStatus.Name(status)}")
                 return RunResult((time.perf_counter() - started) * 1000, status, elements, self.page_script_hash,

@@ -144,7 +144,9 @@ def test_a_deep_link_as_the_first_request_gets_the_apps_navigation(app_url, brow
     wait.until(lambda d: any("Mahalanobis metric learning" in e.text for e in d.find_elements(By.TAG_NAME, "h1")))
 
     def nav_texts(driver):
-        return [e.text.strip() for e in driver.find_elements(By.CSS_SELECTOR, '[data-testid="stSidebarNav"] a')]
+        # each link reads "<icon>\n<title>"
+        return [e.text.strip().splitlines()[-1] for e in driver.find_elements(By.CSS_SELECTOR, '[data-testid="stSidebarNav"] a')
+                if e.text.strip()]
 
     wait.until(lambda d: "Training lab" in nav_texts(d))
     links = nav_texts(browser)

@@ -20,7 +20,7 @@ def _docstring_title(path: Path) -> str:
     # A regex, not ast.parse: CPython 3.11's AST constructor is not thread-safe, and every
     # session runs this script concurrently ("AST constructor recursion depth mismatch").
     match = re.match(r'\s*[rRuU]?("""|\'\'\')\s*([^\n]+)', path.read_text())
-    return match.group(2).strip().rstrip(".").removesuffix('"""').strip() if match else path.stem
+    return match.group(2).strip().removesuffix(match.group(1)).strip().rstrip(".") if match else path.stem
 
 
 def _learn_pages():

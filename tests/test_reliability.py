@@ -19,7 +19,7 @@ from dml_core.data import get_profile
 from dml_core.images import UPLOAD_EXTENSIONS
 from dml_core.retrieval import load_catalog
 from dml_core.store import ArtifactStore
-from hostile_corpus import Case, corpus, expected_size
+from hostile_corpus import corpus, expected_size
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = corpus()

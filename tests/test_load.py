@@ -15,14 +15,10 @@ malloc arenas and allocator high water as several scripts run at once (with
 ``MALLOC_ARENA_MAX=2`` the 12-session growth fell from 81 MB to 35 MB). Spread over 10
 sessions that is ~8 MB each, so 20 MB per session leaves 2.5× headroom and still catches a copy.
 """
-import importlib.util
 import os
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
 SESSIONS = 10
 SECONDS = 12
 MAX_GROWTH_PER_SESSION_MB = 20
@@ -31,17 +27,10 @@ if not os.path.exists(f"/proc/{os.getpid()}/status"):
     pytest.skip("the RSS figures read /proc (Linux only)", allow_module_level=True)
 pytest.importorskip("websockets", reason="websockets (a streamlit dependency) is not installed")
 
-
-def _load_test_module():
-    spec = importlib.util.spec_from_file_location("load_test", ROOT / "scripts" / "load_test.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["load_test"] = module   # dataclasses look their module up while the file executes
-    spec.loader.exec_module(module)
-    return module
+from scripts import load_test  # noqa: E402
 
 
 def test_concurrent_sessions(built_home, tmp_path):
-    load_test = _load_test_module()
     log = tmp_path / "streamlit.log"
     report = load_test.run_load(built_home, sessions=SESSIONS, seconds=SECONDS, settle_s=1.0, log_path=log)
     summary = {k: report[k] for k in ("queries", "errors", "latency_ms", "server_rss_mb", "per_session_queries")}

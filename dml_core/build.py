@@ -283,11 +283,13 @@ def train_model(
 ) -> str:
     """Train (or resume) ``spec`` on cached features, then store it with embeddings, index,
     projection and metrics; returns the model id. ``on_step(step, loss)`` returning False stops
-    training early (the model is then stored as trained so far)."""
+    training early (the model is then stored as trained so far). Without ``method_overrides``
+    the method trains with the setting the tuning stage chose (``tuned_settings``)."""
     from .train import CheckpointError, embed, fit
 
     store, task = data.store, data.task
     steps = steps or profile.steps
+    method_overrides = method_overrides or tuned_settings(store, task, profile, spec.method)
     if spec.method == BASELINE:
         gallery, query = (pooled_from_spatial(data.features[s]) for s in ("gallery", "query"))
         save_model(store, task, spec, profile, gallery, query, None, "cosine", steps=0, origin=origin)
@@ -329,7 +331,7 @@ def build_models(store: ArtifactStore, profile: Profile, tasks=TASK_NAMES, progr
         data = TaskFeatures(store, task, progress)
         for spec in todo:
             start = time.perf_counter()
-            train_model(data, spec, profile, progress=progress, **tuned_settings(store, task, profile, spec.method))
+            train_model(data, spec, profile, progress=progress)
             timings[task][spec.id] = round(time.perf_counter() - start, 2)
     return timings
 

@@ -143,14 +143,13 @@ def cmd_query(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .build import ModelSpec, TaskFeatures, stored_profile, train_model, tuned_settings
+    from .build import ModelSpec, TaskFeatures, stored_profile, train_model
     from .store import ArtifactStore
 
     store = ArtifactStore()
     profile = stored_profile(store, args.task)
     spec = ModelSpec(args.method, args.dim, args.seed, prefix=args.prefix)
-    model_id = train_model(TaskFeatures(store, args.task), spec, profile, steps=args.steps, origin="cli",
-                           **tuned_settings(store, args.task, profile, args.method))
+    model_id = train_model(TaskFeatures(store, args.task), spec, profile, steps=args.steps, origin="cli")
     meta = store.manifest(args.task, "models", model_id)["meta"]
     print(json.dumps({"model_id": model_id, "metrics": meta["metrics"]}, indent=2))
     return 0

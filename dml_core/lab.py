@@ -144,8 +144,7 @@ def _run(job: Job) -> None:
                 job.status = "saving"
             return not job.stop_requested
 
-        job.model_id = build.train_model(data, spec, profile, steps=job.steps, origin="lab", progress=False, on_step=on_step,
-                                         **build.tuned_settings(store, job.task, profile, job.method))
+        job.model_id = build.train_model(data, spec, profile, steps=job.steps, origin="lab", progress=False, on_step=on_step)
         job.status = "stopped" if job.stop_requested else "done"
     except Exception as exc:  # shown to the person in one line; the traceback goes to the log
         traceback.print_exc()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -25,8 +26,12 @@ class ImageInputError(ValueError):
     """The input is not an image this app can use; the message says why, in one line."""
 
 
-def decode_image(data: bytes, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Decode ``data`` into an RGB PIL image, or raise :class:`ImageInputError`."""
+def decode_image(data: bytes, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS,
+                 exif_transpose: bool = True) -> Image.Image:
+    """Decode ``data`` into an RGB PIL image, or raise :class:`ImageInputError`.
+
+    ``exif_transpose=False`` keeps the stored pixel grid, which annotations in pixel
+    coordinates (MPII joints, LSUN layout maps) refer to."""
     if not data:
         raise ImageInputError("the file is empty")
     if len(data) > max_bytes:
@@ -55,10 +60,24 @@ def decode_image(data: bytes, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_
     try:
         image.seek(0)
         image.load()
-        image = ImageOps.exif_transpose(image)
+        if exif_transpose:
+            image = ImageOps.exif_transpose(image)
         return to_rgb(image)
     except Exception as exc:
         raise ImageInputError(f"the image data is corrupt or truncated ({type(exc).__name__})") from None
+
+
+def read_image_file(path, exif_transpose: bool = True) -> Image.Image:
+    """An image file decoded with the same limits as an upload (never more than ``MAX_BYTES``
+    is read); :class:`ImageInputError` when it is missing, unreadable or refused."""
+    if not Path(path).is_file():  # also refuses a FIFO or device, which open() would block on
+        raise ImageInputError("no such file" if not Path(path).exists() else "not a regular file")
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise ImageInputError(f"the file cannot be read ({exc.strerror or type(exc).__name__})") from None
+    return decode_image(data, exif_transpose=exif_transpose)
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -13,8 +13,9 @@ import math
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from ..images import ImageInputError, read_image_file
 from .base import DataFormatError, TaskData
 
 N_JOINTS = 16
@@ -80,8 +81,17 @@ def _parse_entry(entry, k, json_path):
     return image, xy, vis, center, scale
 
 
+def _read_photo(file: Path, json_path: Path, k: int) -> Image.Image:
+    if not file.is_file():
+        raise DataFormatError(f"{file}: image named by {json_path} entry {k} not found")
+    try:
+        return read_image_file(file, exif_transpose=False)
+    except ImageInputError as error:
+        raise DataFormatError(f"{file}: cannot read image ({error})") from None
+
+
 def load_mpii_json(path, size: int, images_dir=None, missing: str = "skip", crop_factor: float = 1.25,
-                   one_based: bool = True, limit: int | None = None) -> TaskData:
+                   one_based: bool = True, limit: int | None = None, on_skip=None) -> TaskData:
     """Read MPII person entries, crop a square around each person and resize it to ``size``.
 
     Crop: side = ``scale * 200 * crop_factor`` pixels centred on ``center`` (HRNet first moves
@@ -99,6 +109,12 @@ def load_mpii_json(path, size: int, images_dir=None, missing: str = "skip", crop
     people with any missing joint; ``missing="keep"`` keeps them with NaN coordinates for
     the missing joints (``label_distance`` leaves NaN joints out of its mean).
     ``meta["joints_vis"]`` holds the 16 flags either way.
+
+    Images are decoded with ``dml_core.images``' limits, without EXIF rotation (the joints
+    refer to the stored pixels). ``on_skip(where, reason)``: when given, an entry that cannot
+    be used (malformed, missing joints under ``missing="skip"``, a missing or unreadable
+    image) is reported through it and left out instead of raising (or, for missing joints,
+    instead of being dropped silently).
     """
     if missing not in ("skip", "keep"):
         raise ValueError(f"missing must be 'skip' or 'keep', got {missing!r}")
@@ -115,12 +131,20 @@ def load_mpii_json(path, size: int, images_dir=None, missing: str = "skip", crop
     for k, entry in enumerate(entries):
         if limit is not None and len(crops) >= limit:
             break
-        name, xy, vis, center, scale = _parse_entry(entry, k, json_path)
+        try:
+            name, xy, vis, center, scale = _parse_entry(entry, k, json_path)
+        except DataFormatError as error:
+            if on_skip is None:
+                raise
+            on_skip(f"entry {k}", str(error).removeprefix(f"{json_path}: ").removeprefix(f"entry {k}: "))
+            continue
         if one_based:
             xy = xy - 1.0
             center = center - 1.0
         present = vis & (xy >= 0).all(axis=1)
         if missing == "skip" and not present.all():
+            if on_skip is not None:
+                on_skip(f"entry {k} ({name})", f"joints {', '.join(map(str, np.flatnonzero(~present)))} not annotated")
             continue
         if center[0] >= 0:  # HRNet: the annotated centre sits high on the body
             center = center + np.array([0.0, 15.0 * scale])
@@ -128,14 +152,13 @@ def load_mpii_json(path, size: int, images_dir=None, missing: str = "skip", crop
         x0 = int(round(center[0] - side / 2))
         y0 = int(round(center[1] - side / 2))
         if name not in cache:
-            file = images / name
-            if not file.is_file():
-                raise DataFormatError(f"{file}: image named by {json_path} entry {k} not found")
             try:
-                with Image.open(file) as img:
-                    cache = {name: img.convert("RGB")}  # entries of one image are usually adjacent
-            except (UnidentifiedImageError, OSError) as error:
-                raise DataFormatError(f"{file}: cannot read image ({error})") from None
+                cache = {name: _read_photo(images / name, json_path, k)}  # entries of one image are usually adjacent
+            except DataFormatError as error:
+                if on_skip is None:
+                    raise
+                on_skip(f"entry {k} ({name})", str(error))
+                continue
         crop = cache[name].crop((x0, y0, x0 + side, y0 + side)).resize((size, size), Image.BILINEAR)
         label = (xy - np.array([x0, y0]) + 0.5) / side
         label[~present] = np.nan

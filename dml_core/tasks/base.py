@@ -65,6 +65,19 @@ class Task(abc.ABC):
     name: str
     #: Meta keys that make good colourings / query filters, first one is the default.
     attributes: tuple[str, ...] = ()
+    #: Attributes whose integer values are category codes, not quantities (LSUN's room type
+    #: 0-10): the app colours and filters them as categories, like text attributes.
+    categorical: tuple[str, ...] = ()
+    #: Shown in the app's task picker and page headers.
+    title: str = ""
+    #: One line for people: what the label is and how its distance is computed.
+    description: str = ""
+    #: False for imported data sets (``dml_core.tasks.imported``): stored images only, and
+    #: ``generate`` raises.
+    has_generator: bool = True
+    #: ``draw_label`` draws the label into the image (a skeleton, layout edges): it can mark
+    #: result tiles. False when it writes the label as text beside the image instead.
+    label_drawn_on_image: bool = True
 
     @abc.abstractmethod
     def generate(self, n: int, seed: int, size: int = DEFAULT_IMAGE_SIZE) -> TaskData:

@@ -75,6 +75,8 @@ class CaptionTask(Task):
     """
 
     name = "caption"
+    title = "Image captions"
+    description = "Object scenes; label = captions; distance = 1 − cosine similarity of sentence embeddings."
     attributes = ("category", "main_object", "n_objects", "background")
 
     def __init__(self, sprite_source: str = "auto", text_backend: str | None = None, font_path: str | None = None):
@@ -220,6 +222,7 @@ class CaptionTask(Task):
         images_dir=None,
         max_images: int | None = None,
         progress=False,
+        on_skip=None,
         **kwargs,
     ) -> TaskData:
         """Read MS-COCO captions: ``captions_<split>.json`` plus its image folder.
@@ -233,7 +236,10 @@ class CaptionTask(Task):
         square and resized to ``size``. ``max_images`` keeps the first so many.
         meta: captions, objects / main_object / category / n_objects guessed from caption
         words naming the task's categories ("" / "other" when none), image_id, file_name.
-        Raises DataFormatError (one line naming the file) on a missing or malformed file.
+        Raises DataFormatError (one line naming the file) on a missing or malformed file; with
+        ``on_skip(file_name, reason)`` an image without a caption or whose file is missing or
+        unreadable is reported through it and left out instead. Images are decoded with
+        ``dml_core.images``' limits.
         """
         if kwargs:
             raise TypeError(f"unexpected arguments: {', '.join(kwargs)}")
@@ -264,20 +270,31 @@ class CaptionTask(Task):
                 raise DataFormatError(f"{path}: annotations[{k}] refers to unknown image id {entry['image_id']}")
             if entry["caption"].strip():
                 captions[entry["image_id"]].append(" ".join(entry["caption"].split()))
+        if on_skip is not None:
+            for image_id in files:
+                if not captions[image_id]:
+                    on_skip(files[image_id], "no caption")
         image_ids = [image_id for image_id in files if captions[image_id]]
         if not image_ids:
             raise DataFormatError(f"{path}: no image has a caption")
         if max_images is not None:
             image_ids = image_ids[: max(0, int(max_images))]
         folder = self._coco_image_dir(path, images_dir)
-        images = np.empty((len(image_ids), size, size, 3), dtype=np.uint8)
-        for i, image_id in enumerate(image_ids):
+        from ..images import ImageInputError, read_image_file
+
+        readable, pixels = [], []
+        for image_id in image_ids:
             file = folder / files[image_id]
             try:
-                with Image.open(file) as image:
-                    images[i] = np.asarray(_centre_crop_resize(image.convert("RGB"), size))
-            except (OSError, ValueError) as exc:
-                raise DataFormatError(f"{file}: cannot read image listed in {path.name} ({type(exc).__name__})") from None
+                pixels.append(np.asarray(_centre_crop_resize(read_image_file(file), size)))
+                readable.append(image_id)
+            except ImageInputError as exc:
+                if on_skip is None:
+                    raise DataFormatError(f"{file}: cannot read image listed in {path.name} ({exc})") from None
+                on_skip(files[image_id], f"cannot read image ({exc})")
+        if not readable:
+            raise DataFormatError(f"{path}: no listed image could be read")
+        image_ids, images = readable, np.stack(pixels)
         caption_lists = [captions[image_id] for image_id in image_ids]
         labels = self.label_from_captions(caption_lists, progress=progress)
         objects = [_objects_in_text(c) for c in caption_lists]

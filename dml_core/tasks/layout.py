@@ -99,7 +99,10 @@ class LayoutTask(Task):
     """Box rooms ray-cast from varied cameras; label = LSUN layout segmentation map."""
 
     name = "layout"
+    title = "Room layout"
+    description = "Ray-cast rooms; label = surface segmentation; distance = fraction of pixels with another surface."
     attributes = ("room_type", "room", "view", "yaw", "pitch", "fov")
+    categorical = ("room_type",)
     label_size = LABEL_SIZE
 
     # ---------------------------------------------------------------- generation
@@ -213,6 +216,7 @@ class LayoutTask(Task):
         split: str | None = None,
         label_format: str = "auto",
         label_size: int = LABEL_SIZE,
+        on_skip=None,
     ) -> TaskData:
         """Read an LSUN room layout folder.
 
@@ -231,7 +235,10 @@ class LayoutTask(Task):
         size x size; labels are sampled nearest-neighbour at the centres of an L x L grid.
         meta: name, room (the index's scene or "unknown"), room_type (the index's type, else
         read from the label), yaw / pitch / fov = NaN (unknown for real photos).
-        Any missing or malformed file raises DataFormatError naming it.
+        Any missing or malformed file raises DataFormatError naming it; with ``on_skip(name,
+        reason)`` an image whose own files (photo, layout map) are missing or malformed is
+        reported through it and left out instead. Photos are decoded with ``dml_core.images``'
+        limits, without EXIF rotation (the layout map refers to the stored pixels).
         """
         from scipy import io as sio  # noqa: F401  (fail early and clearly if scipy is missing)
 
@@ -266,44 +273,61 @@ class LayoutTask(Task):
         if not names:
             raise DataFormatError(f"{seg_dir}: no *{seg_ext} layout files")
 
-        images = np.empty((len(names), size, size, 3), np.uint8)
-        labels = np.empty((len(names), label_size, label_size), np.uint8)
+        images, labels = [], []
         meta: dict[str, list] = {k: [] for k in ("name", "room", "room_type", "yaw", "pitch", "fov")}
-        for i, name in enumerate(names):
-            image_file = next((images_dir / f"{name}{ext}" for ext in (".jpg", ".jpeg", ".png") if (images_dir / f"{name}{ext}").is_file()), None)
-            if image_file is None:
-                raise DataFormatError(f"{images_dir / (name + '.jpg')}: missing image for layout {name!r}")
+        for name in names:
             try:
-                with Image.open(image_file) as im:
-                    photo = im.convert("RGB")
-            except Exception as exc:  # PIL raises several types for broken files
-                raise DataFormatError(f"{image_file}: unreadable image ({type(exc).__name__}: {exc})") from None
-            seg_file = seg_dir / f"{name}{seg_ext}"
-            seg = _read_layout_mat(seg_file) if seg_ext == ".mat" else _read_layout_png(seg_file)
-            if seg.shape != (photo.height, photo.width):
-                raise DataFormatError(f"{seg_file}: layout is {seg.shape[0]}x{seg.shape[1]} but image {image_file.name} is {photo.height}x{photo.width}")
-            entry = index.get(name)
-            fmt = label_format
-            if fmt == "auto":
-                fmt = "regions" if entry is not None and entry.get("points") is not None and entry.get("type") is not None else "semantic"
-            if fmt == "regions":
-                if entry is None or entry.get("points") is None or entry.get("type") is None:
-                    raise DataFormatError(f"{seg_file}: label_format='regions' needs the image's type and corner points from an index .mat")
-                semantic = _regions_to_semantic(seg, entry["type"], entry["points"], seg_file)
-            else:
-                values = np.unique(seg)
-                if values.min() < 1 or values.max() > NUM_CLASSES:
-                    raise DataFormatError(f"{seg_file}: layout values {values.tolist()[:8]} outside 1..5 (original region ids need label_format='regions' and an index .mat)")
-                semantic = seg.astype(np.int64) - 1
-            rows, cols = _cell_centres(seg.shape[0], label_size), _cell_centres(seg.shape[1], label_size)
-            labels[i] = semantic[np.ix_(rows, cols)]
-            images[i] = np.asarray(photo.resize((size, size), Image.Resampling.LANCZOS))
+                image, label, entry = self._read_real_item(name, images_dir, seg_dir, seg_ext, index, label_format,
+                                                           label_size, size)
+            except DataFormatError as error:
+                if on_skip is None:
+                    raise
+                on_skip(name, str(error))
+                continue
+            images.append(image)
+            labels.append(label)
             meta["name"].append(name)
             meta["room"].append(str(entry["scene"]) if entry and entry.get("scene") else "unknown")
-            meta["room_type"].append(int(entry["type"]) if entry and entry.get("type") is not None else room_type(labels[i]))
+            meta["room_type"].append(int(entry["type"]) if entry and entry.get("type") is not None else room_type(label))
             for key in ("yaw", "pitch", "fov"):
                 meta[key].append(float("nan"))
-        return TaskData(images=images, labels=labels, meta=meta)
+        if not images:
+            raise DataFormatError(f"{root}: no usable image (every one was skipped)")
+        return TaskData(images=np.stack(images), labels=np.stack(labels), meta=meta)
+
+    @staticmethod
+    def _read_real_item(name, images_dir, seg_dir, seg_ext, index, label_format, label_size, size):
+        """(image, label map, index entry or None) of one LSUN image; DataFormatError naming the file."""
+        from ..images import ImageInputError, read_image_file
+
+        image_file = next((images_dir / f"{name}{ext}" for ext in (".jpg", ".jpeg", ".png") if (images_dir / f"{name}{ext}").is_file()), None)
+        if image_file is None:
+            raise DataFormatError(f"{images_dir / (name + '.jpg')}: missing image for layout {name!r}")
+        try:
+            photo = read_image_file(image_file, exif_transpose=False)
+        except ImageInputError as exc:
+            raise DataFormatError(f"{image_file}: unreadable image ({exc})") from None
+        seg_file = seg_dir / f"{name}{seg_ext}"
+        seg = _read_layout_mat(seg_file) if seg_ext == ".mat" else _read_layout_png(seg_file)
+        if seg.shape != (photo.height, photo.width):
+            raise DataFormatError(f"{seg_file}: layout is {seg.shape[0]}x{seg.shape[1]} but image {image_file.name} is {photo.height}x{photo.width}")
+        entry = index.get(name)
+        fmt = label_format
+        if fmt == "auto":
+            fmt = "regions" if entry is not None and entry.get("points") is not None and entry.get("type") is not None else "semantic"
+        if fmt == "regions":
+            if entry is None or entry.get("points") is None or entry.get("type") is None:
+                raise DataFormatError(f"{seg_file}: label_format='regions' needs the image's type and corner points from an index .mat")
+            semantic = _regions_to_semantic(seg, entry["type"], entry["points"], seg_file)
+        else:
+            values = np.unique(seg)
+            if values.min() < 1 or values.max() > NUM_CLASSES:
+                raise DataFormatError(f"{seg_file}: layout values {values.tolist()[:8]} outside 1..5 (original region ids need label_format='regions' and an index .mat)")
+            semantic = seg.astype(np.int64) - 1
+        rows, cols = _cell_centres(seg.shape[0], label_size), _cell_centres(seg.shape[1], label_size)
+        label = semantic[np.ix_(rows, cols)].astype(np.uint8)
+        image = np.asarray(photo.resize((size, size), Image.Resampling.LANCZOS), dtype=np.uint8)
+        return image, label, entry
 
     # ---------------------------------------------------------------- drawing
     def draw_label(self, image: Image.Image, label: np.ndarray, meta: dict, display_size: int = 256, tint: float = 0.12) -> Image.Image:

@@ -194,6 +194,8 @@ class PoseTask(Task):
     """Human pose retrieval: figures rendered from 3D joint angles; label = 2D joints."""
 
     name = "pose"
+    title = "Human pose"
+    description = "Articulated figures; label = 2-D joints; distance = mean per-joint error after normalisation."
     attributes = ("activity", "yaw", "person")
     activities = ACTIVITY_NAMES
 

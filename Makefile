@@ -3,7 +3,7 @@ PY := $(VENV)/bin/python
 PROFILE ?= quick
 PORT ?= 8501
 
-.PHONY: setup run build test bench clean
+.PHONY: setup run dev build test bench clean
 
 setup:
 	@bash scripts/setup.sh
@@ -13,6 +13,12 @@ build: setup
 
 run: build
 	$(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true
+
+# Reload on edit: the polling watcher checks only the app's own imported sources (not .venv);
+# watchdog would watch the whole checkout recursively (see .streamlit/config.toml).
+dev: build
+	$(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true \
+		--server.fileWatcherType poll --server.runOnSave true
 
 test: setup
 	$(PY) -m pytest -q

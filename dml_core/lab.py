@@ -17,11 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import build
-from .methods import METHODS
+from .methods import FINE_TUNED_SUFFIX, METHODS
 from .store import ArtifactStore
 
 #: Methods the lab offers; the binary triplet's miners are separate method ids.
-LAB_METHODS = ("log_ratio", "dense_triplet", "binary_triplet", "contrastive")
+LAB_METHODS = ("log_ratio", "rank_n_contrast", "dense_triplet", "binary_triplet", "contrastive")
+#: What a lab model trains (``methods.EMBEDDERS``): an MLP head on the cached backbone
+#: features, or the compact CNN of ``dml_core.cnn`` end to end on the images (the ``*_ft`` methods).
+LAB_EMBEDDERS = ("head", "cnn")
 MINERS = {"all": "binary_triplet", "semihard": "binary_triplet_semihard", "hard": "binary_triplet_hard",
           "easy": "binary_triplet_easy", "batch_hard": "binary_triplet_batch_hard"}
 DIMS = (16, 32, 64, 128, 256)
@@ -80,6 +83,40 @@ def resolve_method(method: str, miner: str | None = None) -> str:
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(LAB_METHODS)}")
     return method
+
+
+def lab_methods(embedder: str = "head") -> tuple[str, ...]:
+    """The ``LAB_METHODS`` that can train with ``embedder`` (the CNN has ``*_ft`` variants of a few)."""
+    if embedder not in LAB_EMBEDDERS:
+        raise ValueError(f"unknown embedder {embedder!r}; choose from {', '.join(LAB_EMBEDDERS)}")
+    return LAB_METHODS if embedder == "head" else tuple(m for m in LAB_METHODS if m + FINE_TUNED_SUFFIX in METHODS)
+
+
+def lab_miners(embedder: str = "head") -> tuple[str, ...]:
+    """The binary triplet's miners for ``embedder``: all of them on features, its tuned default for the CNN."""
+    return tuple(MINERS) if embedder == "head" else ("all",)
+
+
+def resolve_choice(method: str, miner: str | None = None, embedder: str = "head") -> str:
+    """Method id for a lab choice of loss, binary miner and embedder (``"cnn"`` → the ``*_ft`` variant)."""
+    if method not in lab_methods(embedder):
+        raise ValueError(f"{method!r} has no {embedder} variant; choose from {', '.join(lab_methods(embedder))}")
+    if embedder == "head":
+        return resolve_method(method, miner)
+    if miner not in (None, *lab_miners(embedder)):
+        raise ValueError(f"the CNN variant of the binary triplet trains with the {lab_miners(embedder)[0]!r} miner only")
+    return method + FINE_TUNED_SUFFIX
+
+
+def training_images(store: ArtifactStore, task: str, embedder: str) -> int:
+    """How many images a lab model trains on: the train split, plus the extra split the full
+    profile renders for the CNN (``data.EXTRA_SPLIT``)."""
+    from .data import EXTRA_SPLIT, split_key
+
+    count = len(store.load_array(*split_key(task, "train"), name="labels.npy", mmap=True))
+    if embedder == "cnn" and store.is_valid(*split_key(task, EXTRA_SPLIT)):
+        count += len(store.load_array(*split_key(task, EXTRA_SPLIT), name="labels.npy", mmap=True))
+    return count
 
 
 def lab_model_id(method: str, dim: int, seed: int = 0) -> str:

@@ -83,3 +83,70 @@ def log_ratio_speed(n_anchors: int = 64, m: int = 127, dim: int = 128, repeats: 
     result["speedup"] = result["per_anchor_seconds"] / result["batched_seconds"]
     result["speedup_pairwise"] = result["per_anchor_seconds"] / result["batched_pairwise_seconds"]
     return result
+
+
+# ------------------------------------------------------------------------ shared CPU
+#: A neighbour that keeps two cores busy the way another torch job would: float matmuls on
+#: two OpenMP threads (which spin between products).
+COMPETITOR = ("import torch\ntorch.set_num_threads(2)\na = torch.randn(768, 768)\n"
+              "while True:\n    a = torch.tanh(a @ a)\n")
+
+
+def _training_seconds(features_path: str, labels_path: str, task: str, steps: int, threads: int) -> float:
+    """Seconds of ``steps`` log-ratio training steps on stored features, with ``threads`` torch threads."""
+    import numpy as np
+
+    from .tasks import get_task
+    from .train import fit
+
+    torch.set_num_threads(threads)
+    features, labels = np.load(features_path, mmap_mode="r"), np.load(labels_path)
+    _, history = fit(features, labels, get_task(task).label_distance, "log_ratio", steps=steps, progress=False)
+    return history["seconds"]
+
+
+def training_rate(features_path: str, labels_path: str, task: str, workers: int, threads: int, steps: int = 60) -> float:
+    """Training steps/s of ``workers`` processes with ``threads`` threads each, all at once."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from .workers import single_thread_worker
+
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=single_thread_worker if threads == 1 else None) as pool:
+        job = (features_path, labels_path, task, 5, threads)
+        list(pool.map(_training_seconds, *zip(*[job] * workers)))                 # warm-up: imports, first steps
+        seconds = list(pool.map(_training_seconds, *zip(*[(features_path, labels_path, task, steps, threads)] * workers)))
+    return workers * steps / max(seconds)
+
+
+def contention(features, labels, task: str, workers: int, steps: int = 60) -> dict:
+    """Training steps/s alone and while a competing CPU-bound process with 2 busy threads runs,
+    for the build's layout (``workers`` single-threaded processes) and for one process with as
+    many threads (the layout the build used before). ``*_slowdown`` = alone / shared."""
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+
+    layouts = {"build": (workers, 1), "one_process": (1, workers)}
+    with tempfile.TemporaryDirectory() as tmp:
+        features_path, labels_path = str(Path(tmp) / "features.npy"), str(Path(tmp) / "labels.npy")
+        np.save(features_path, np.ascontiguousarray(features, dtype=np.float32))
+        np.save(labels_path, np.asarray(labels))
+        alone = {name: training_rate(features_path, labels_path, task, w, t, steps) for name, (w, t) in layouts.items()}
+        competitor = subprocess.Popen([sys.executable, "-c", COMPETITOR], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(1.0)
+            shared = {name: training_rate(features_path, labels_path, task, w, t, steps) for name, (w, t) in layouts.items()}
+        finally:
+            competitor.kill()
+            competitor.wait(timeout=30)
+    out = {"workers": workers, "steps": steps, "task": task}
+    for name in layouts:
+        out[f"{name}_steps_per_s_alone"] = round(alone[name], 2)
+        out[f"{name}_steps_per_s_shared"] = round(shared[name], 2)
+        out[f"{name}_slowdown"] = round(alone[name] / shared[name], 2)
+    return out

@@ -45,26 +45,6 @@ def dml_home() -> Path:
     return Path(os.environ.get("DML_HOME", "artifacts")).resolve()
 
 
-def data_root() -> Path:
-    """Where a person puts files for the CLI to read (``DML_DATA``, default ``./data``)."""
-    return Path(os.environ.get("DML_DATA", "data")).resolve()
-
-
-def confine_user_path(path: str | os.PathLike, roots: "list[Path] | tuple[Path, ...]") -> Path:
-    """``path`` (relative to the working directory) resolved, symlinks included, if it lies
-    under one of ``roots``; otherwise UnsafePath naming the allowed directories."""
-    text = os.fspath(path)
-    if not text or "\x00" in text:
-        raise UnsafePath(f"refusing path {text!r}")
-    resolved = Path(text).resolve()
-    for root in roots:
-        root = Path(root).resolve()
-        if resolved == root or root in resolved.parents:
-            return resolved
-    allowed = " or ".join(str(Path(r).resolve()) for r in roots)
-    raise UnsafePath(f"refusing {text}: only files under {allowed} are accepted")
-
-
 def confined_path(root: Path, *parts: str) -> Path:
     """``root / parts`` resolved, refusing anything that escapes ``root`` (``..``, absolute)."""
     root = Path(root).resolve()

@@ -1,7 +1,8 @@
 """Shared look of the Learn pages: colours, figure style, formula and takeaway blocks.
 
-Colours follow the rest of the app (``dml_core.views.METHOD_COLOURS``): warm oranges for
-methods trained with *binary* labels, violet for methods that use the *continuous* label,
+Colours follow the rest of the app (``dml_core.views.METHOD_COLOURS``): warm colours (orange,
+yellow, red, pink, gold) for methods trained with *binary* labels, each compared method its own,
+violet for methods that use the *continuous* label,
 neutral greys and blues for everything that is not a loss (Euclidean vs learned metric,
 before / after training). The computations live in ``dml_core.toys``; pages only draw.
 """
@@ -16,12 +17,12 @@ from dml_core.views import METHOD_COLOURS
 COLOURS = {
     "binary_triplet": METHOD_COLOURS["binary_triplet"],   # orange: binary labels
     "triplet": METHOD_COLOURS["binary_triplet"],
-    "contrastive": METHOD_COLOURS["contrastive"],          # amber: binary labels
+    "contrastive": METHOD_COLOURS["contrastive"],          # yellow: binary labels
     "hard": METHOD_COLOURS["binary_triplet_hard"],
     "semihard": METHOD_COLOURS["binary_triplet_semihard"],
     "easy": METHOD_COLOURS["binary_triplet_easy"],
-    "all": METHOD_COLOURS["binary_triplet_batch_hard"],
-    "proxy_nca": "#b45309",                                # dark amber: class labels too
+    "all": METHOD_COLOURS["binary_triplet"],               # the binary triplet's own miner: every non-zero triplet
+    "proxy_nca": "#be185d",                                # deep pink: class labels too, unlike the triplet's orange
     "log_ratio": METHOD_COLOURS["log_ratio"],              # violet: continuous labels
     "cross_modal": METHOD_COLOURS["cross_modal"],          # teal
     "euclidean": "#6b7280",                                # grey: before / untrained
@@ -67,13 +68,27 @@ def takeaway(lines: list[str]) -> None:
         st.markdown("**Takeaway**\n\n" + "\n".join(f"- {line}" for line in lines))
 
 
+def legend_shown(fig) -> bool:
+    """Whether plotly draws a legend: asked for, or by default (more than one trace) with an entry."""
+    shown = fig.layout.showlegend if fig.layout.showlegend is not None else len(fig.data) > 1
+    return bool(shown) and any(trace.showlegend is not False for trace in fig.data)
+
+
 def style(fig, height: int = 360, legend: str = "bottom", title: str | None = None):
-    """White plot, light grid, legend under the plot; the same look as the other pages."""
+    """White plot, light grid, legend under the plot (below the x-axis title) or right of it;
+    the same look as the other pages."""
     if title:
         fig.update_layout(title=dict(text=title, x=0, xanchor="left", font=dict(size=14)))
-    place = dict(orientation="h", yanchor="top", y=-0.14, xanchor="left", x=0) if legend == "bottom" else \
-        dict(orientation="v", yanchor="top", y=1.0, xanchor="left", x=1.01)
-    fig.update_layout(height=height, margin=dict(l=8, r=8, t=40 if title else 12, b=8), font=PLOT_FONT,
+    top, bottom = (40 if title else 12), 8
+    if legend == "bottom" and legend_shown(fig):
+        # Plotly places a legend in units of the plot area's height, and its axis titles in
+        # pixels: convert, so the legend starts under the tick labels and the x-axis title.
+        below = 60 if fig.layout.xaxis.title.text else 34
+        bottom = below + 26
+        place = dict(orientation="h", yanchor="top", y=-below / max(height - top - bottom, 1), xanchor="left", x=0)
+    else:
+        place = dict(orientation="v", yanchor="top", y=1.0, xanchor="left", x=1.01)
+    fig.update_layout(height=height, margin=dict(l=8, r=8, t=top, b=bottom), font=PLOT_FONT,
                       plot_bgcolor="#ffffff", paper_bgcolor="rgba(0,0,0,0)",
                       legend=dict(**place, title_text="", font=dict(size=11)))
     fig.update_xaxes(showgrid=True, gridcolor="#eeeaf6", zeroline=False, linecolor="#ddd6ee")

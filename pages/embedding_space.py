@@ -4,6 +4,9 @@ import streamlit as st
 from dml_core import views
 from pages import _common as ui
 
+PER_PAGE = 48
+CLICK_HINT = "click: show this image"
+
 task = ui.task_selector()
 catalog = ui.catalog_or_none(task)
 if catalog is None:
@@ -25,7 +28,8 @@ show_query = st.sidebar.toggle("Show the Compare query", value=True, key="emb_sh
                                disabled=query_index is None)
 
 ui.page_header("Embedding space", "UMAP maps of the gallery: binary losses tend to form tight clusters, "
-               "continuous ones keep the gradation inside them. Drag a box or lasso to see the images.")
+               "continuous ones keep the gradation inside them. Click a point to see its image; drag to zoom; "
+               "box or lasso select (plot toolbar) shows many. The same images are ringed on the other map.")
 
 pickers = st.columns(2, gap="large")
 chosen = []
@@ -36,10 +40,22 @@ for side, (column, default) in enumerate(zip(pickers, defaults[:2] + defaults[:1
                                    format_func=lambda m: views.model_label(catalog.models[m]),
                                    label_visibility="collapsed"))
 
-plot_keys = [f"emb_plot_{side}_{task}_{model_id}" for side, model_id in enumerate(chosen)]
-# Points selected on one map are ringed on the other: where do the same images land there?
-previous = [views.selected_indices(st.session_state.get(key)) for key in plot_keys]
-selections = []
+# The selection lives in the session, set by the charts' callbacks: a chart's own selection
+# state is lost whenever its figure changes (rings added), since Streamlit derives the widget's
+# identity from the figure. One selection is shown at a time, the newest, ringed on both maps.
+selection_key, page_key = f"emb_selection_{task}", f"emb_page_{task}"
+
+
+def remember_selection(side: int, plot_key: str) -> None:
+    held = st.session_state.get(selection_key)
+    st.session_state[selection_key] = views.updated_selection(
+        held, side, views.selected_indices(st.session_state.get(plot_key)))
+    if st.session_state[selection_key] != held:
+        st.session_state[page_key] = 1
+
+
+held = st.session_state.get(selection_key)
+shown, selection = held if held else (None, [])
 maps = st.columns(2, gap="large")
 for side, (column, model_id) in enumerate(zip(maps, chosen)):
     with column:
@@ -47,31 +63,48 @@ for side, (column, model_id) in enumerate(zip(maps, chosen)):
         marker = None
         if show_query and query_index is not None:
             marker = views.stored_query_position(catalog, model_id, query_index)
-        fig = ui.projection_figure(catalog, model_id, colour_by, marker=marker, marker_label=f"query #{query_index}")
-        other = previous[1 - side]
-        if other:
-            coords = catalog.models[model_id].projection.coords[other]
-            fig.add_scatter(x=coords[:, 0], y=coords[:, 1], mode="markers", name="selected on the other map",
-                            hoverinfo="skip", marker=dict(symbol="circle-open", size=14, color="#111827", line=dict(width=2)))
-        fig.update_layout(dragmode="select")  # dragging selects (box); lasso and zoom are in the toolbar
-        event = ui.chart(fig, key=plot_keys[side], on_select="rerun", selection_mode=("box", "lasso"),
-                         config={"displaylogo": False, "modeBarButtonsToRemove": ["toImage"]})
-        selections.append(views.selected_indices(event))
+        fig = ui.projection_figure(catalog, model_id, colour_by, marker=marker, marker_label=f"query #{query_index}",
+                                   hover_hint=CLICK_HINT)
+        if selection:
+            # Ringed on both maps: plotly's own highlight goes with the chart's state (see above).
+            coords = catalog.models[model_id].projection.coords[selection]
+            fig.add_scatter(x=coords[:, 0], y=coords[:, 1], mode="markers", hoverinfo="skip",
+                            name="selected here" if side == shown else "selected on the other map",
+                            marker=dict(symbol="circle-open", size=14, color="#111827", line=dict(width=2)))
+        # Zoom, not box select, on drag: in select mode Streamlit ignores clicks on points.
+        fig.update_layout(dragmode="zoom")
+        key = f"emb_plot_{side}_{task}"
+        ui.chart(fig, key=key, on_select=lambda side=side, key=key: remember_selection(side, key),
+                 selection_mode=("points", "box", "lasso"),
+                 config={"displaylogo": False, "modeBarButtonsToRemove": ["toImage"]})
 
 if query_index is not None and show_query:
     st.caption(f"★ = query #{query_index} from the Compare page, placed among its nearest gallery points on each map.")
 
-picked = [(side, indices) for side, indices in enumerate(selections) if indices]
-if not picked:
-    st.markdown("<div class='bb-sub'>Select points on either map (box or lasso in the plot's toolbar) "
-                "to see those gallery images here.</div>", unsafe_allow_html=True)
+if not selection:
+    st.markdown("<div class='bb-sub'>Click a point on either map to see its image (Streamlit's charts cannot show "
+                "images on hover), or pick box or lasso select in the plot's toolbar to see every image in an area. "
+                "Double-click a map to zoom out again.</div>", unsafe_allow_html=True)
+    st.stop()
+
+label = views.model_label(catalog.models[chosen[shown]])
+if len(selection) == 1:
+    index = selection[0]
+    picture, facts = st.columns([1, 3], gap="large")
+    meta = views.image_meta(catalog.gallery, index)
+    picture.image(catalog.task.draw_label(catalog.gallery.image(index), catalog.gallery.labels[index], meta),
+                  caption=f"Gallery #{index} with its label drawn", width="stretch")
+    facts.markdown(f"**Gallery #{index}**, selected on {label} (ringed on both maps)")
+    facts.markdown(views.image_facts(catalog.task, catalog.gallery, index))
 else:
     thumbs = ui.thumbs(task)
-    limit = 48
-    for side, indices in picked:
-        label = views.model_label(catalog.models[chosen[side]])
-        st.markdown(f"**{len(indices)} selected on {label}**" + (f" (first {limit} shown)" if len(indices) > limit else ""))
-        values = catalog.gallery.meta[colour_by]
-        tiles = [views.Tile(thumbs[i], None, f"{values[i]:.2f}" if isinstance(values[i], float) else str(values[i]),
-                            "#475569", f"gallery #{i} · {colour_by} {values[i]}") for i in indices[:limit]]
-        ui.tile_grid(tiles, min_width=84)
+    values = catalog.gallery.meta[colour_by]
+    page_images, page, pages = views.page_of(selection, st.session_state.get(page_key, 1), PER_PAGE)
+    heading, pager = st.columns([3, 1], vertical_alignment="bottom")
+    first = (page - 1) * PER_PAGE + 1
+    heading.markdown(f"**{len(selection)} selected on {label}** (ringed on both maps)"
+                     + (f" · images {first}–{first + len(page_images) - 1}" if pages > 1 else ""))
+    if pages > 1:
+        pager.number_input(f"Page (of {pages})", min_value=1, max_value=pages, step=1, key=page_key)
+    ui.tile_grid([views.Tile(thumbs[i], None, views.format_value(values[i]), "#475569",
+                             f"gallery #{i} · {colour_by} {values[i]}") for i in page_images], min_width=84)

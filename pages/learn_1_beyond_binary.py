@@ -86,10 +86,10 @@ for result, method in ((binary, "binary_triplet"), (continuous, "log_ratio")):
         marker=dict(size=4, color=ui.COLOURS[method], opacity=0.45)))
 scatter.add_vline(x=threshold, line=dict(color=ui.COLOURS["binary_triplet"], dash="dot"),
                   annotation_text="binary threshold", annotation_position="top left")
-scatter.update_xaxes(title="label distance: angle difference (°)")
-scatter.update_yaxes(title="embedding distance")
-ui.plot(ui.style(scatter, height=360, title="Does embedding distance follow label distance?"), key="l1_scatter")
-st.caption(f"1,500 random pairs of held-out bars. Training: {steps} steps of 48 bars on the CPU "
+scatter.update_xaxes(title="label distance: angle difference (°)", rangemode="tozero")
+scatter.update_yaxes(title="embedding distance", rangemode="tozero")
+ui.plot(ui.style(scatter, height=380, title="Does embedding distance follow label distance?"), key="l1_scatter")
+st.caption(f"1,500 random pairs of held-out bars; both axes start at 0. Training: {steps} steps of 48 bars on the CPU "
            f"({binary.seconds:.2f} s binary, {continuous.seconds:.2f} s log-ratio).")
 
 ui.takeaway([

@@ -41,7 +41,7 @@ for col, (loss, result) in zip(cols, runs.items()):
     with col:
         ui.method_heading(loss)
         metrics = st.columns(3)
-        metrics[0].metric("Within-class spread", f"{result.spread[steps]:.3f}",
+        metrics[0].metric("Class spread", f"{result.spread[steps]:.3f}",
                           help="Mean distance of a point to its class centre ÷ mean distance between class centres "
                                "(scale-free; 0 = every class collapsed to a point).")
         metrics[1].metric("Style kept", f"{result.style_kept[steps]:.2f}",
@@ -59,6 +59,8 @@ for col, (loss, result) in zip(cols, runs.items()):
         ui.plot(ui.equal_axes(ui.style(fig, height=330)), key=f"l2_embedding_{loss}")
 
 st.subheader("Inside one class")
+st.caption("The chosen class, centred and divided by that loss's mean distance between class centres "
+           "(the *centre spacing*), so both panels share one scale.")
 zoom_cols = st.columns([1, 1, 1.25], gap="large")
 chosen = zoom_cols[2].selectbox("Class", sorted(set(runs["triplet"].classes.tolist())), key="l2_class",
                                 help="Each class is centred and divided by that loss's mean distance between class centres, "
@@ -83,7 +85,7 @@ for col, (loss, result) in zip(zoom_cols[:2], runs.items()):
                     showscale=loss == "triplet", colorbar=dict(title="t", thickness=10, len=0.7),
                     line=dict(width=0.4, color="white")),
         hovertemplate="t = %{marker.color:.2f}<extra></extra>"))
-    fig.update_xaxes(range=[-limit, limit], title="÷ distance between class centres")
+    fig.update_xaxes(range=[-limit, limit], title="÷ centre spacing")
     fig.update_yaxes(range=[-limit, limit])
     with col:
         ui.method_heading(loss)

@@ -84,7 +84,7 @@ with hist_col:
     for mask, name, colour in ((same, "same class (genuine)", ui.COLOURS["genuine"]),
                                (~same, "different classes (impostor)", ui.COLOURS["impostor"])):
         fig.add_trace(go.Histogram(x=dist[mask], name=name, marker_color=colour, opacity=0.6, nbinsx=40))
-    fig.add_vline(x=threshold, line=dict(color="#111827", width=2), annotation_text="t", annotation_position="top")
+    fig.add_vline(x=threshold, line=dict(color="#111827", width=2), annotation_text="t", annotation_position="top right")
     fig.add_vline(x=dist[k], line=dict(color="#7c3aed", dash="dot"), annotation_text="this pair",
                   annotation_position="bottom right")
     fig.update_layout(barmode="overlay")

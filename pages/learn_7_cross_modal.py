@@ -103,8 +103,9 @@ with bars:
         hovertemplate="%{x}: %{y:.0%}<extra></extra>", name="precision@10"))
     fig.add_hline(y=scores["chance"], line=dict(color="#6b7280", dash="dot"), annotation_text="random",
                   annotation_position="top right")
-    fig.update_yaxes(title="precision@10 of 'a photo of a …'", range=[0, 1.05], tickformat=".0%")
-    ui.plot(ui.style(fig, height=340, title="Text → image per category (dark = held out)"), key="l7_bars")
+    fig.update_yaxes(title="precision@10", range=[0, 1.05], tickformat=".0%")
+    ui.plot(ui.style(fig, height=340, title="Query 'a photo of a …': precision@10 per category (dark = held out)"),
+            key="l7_bars")
 with space:
     image_emb = model.embed_images(images.features)
     text_emb = model.embed_texts([f"a photo of a {c}" for c in CATEGORY_NAMES])
@@ -118,9 +119,11 @@ with space:
         fig.add_trace(go.Scattergl(x=flat_images[members, 0], y=flat_images[members, 1], mode="markers", name=name,
                                    showlegend=False, marker=dict(size=6, color=ui.CLASS_COLOURS[k], opacity=0.55),
                                    hovertemplate=f"image of a {name}<extra></extra>"))
+    # Emoji alone as labels: 16 names overlapped; the name is in the hover text.
     fig.add_trace(go.Scatter(x=flat_texts[:, 0], y=flat_texts[:, 1], mode="markers+text", name="caption 'a photo of a …'",
-                             text=[f"{EMOJI[c]} {c}" + (" *" if c in held_out else "") for c in CATEGORY_NAMES],
-                             textposition="top center", textfont=dict(size=11),
+                             text=[EMOJI[c] + ("*" if c in held_out else "") for c in CATEGORY_NAMES],
+                             customdata=CATEGORY_NAMES, hovertemplate="caption 'a photo of a %{customdata}'<extra></extra>",
+                             textposition="top center", textfont=dict(size=15),
                              marker=dict(symbol="diamond", size=10, color=[ui.CLASS_COLOURS[k] for k in range(len(CATEGORY_NAMES))],
                                          line=dict(width=1.5, color="#111827"))))
     ui.plot(ui.style(fig, height=340, title="The joint space (first 2 principal axes; * = held out)"), key="l7_space")

@@ -2,8 +2,11 @@
 import plotly.graph_objects as go
 import streamlit as st
 
+from dml_core import benchmark_views as scale
 from dml_core import lab, views
+from dml_core.bench import reference_scores
 from dml_core.build import stored_profile
+from dml_core.data import get_profile
 from dml_core.store import ArtifactError, ArtifactStore
 from pages import _common as ui
 
@@ -13,11 +16,12 @@ if catalog is None:
     st.stop()
 profile = stored_profile(ArtifactStore(ui.home()), task)
 
-ui.page_header("Training lab", "Train a head on the cached backbone features with the loss and mining you choose; "
-               "it joins every other page when done.")
+ui.page_header("Training lab", "Train a model with the loss, mining and embedder you choose; it joins every other "
+               "page when done.")
 
-METHOD_NAMES = {"log_ratio": "Log-ratio (dense)", "dense_triplet": "Dense triplet", "binary_triplet": "Binary triplet",
-                "contrastive": "Contrastive"}
+METHOD_NAMES = {"log_ratio": "Log-ratio (dense)", "rank_n_contrast": "Rank-N-Contrast", "dense_triplet": "Dense triplet",
+                "binary_triplet": "Binary triplet", "contrastive": "Contrastive"}
+EMBEDDER_NAMES = {"head": "Head on frozen features", "cnn": "Compact CNN, end to end"}
 MINER_NAMES = {"all": "all violating", "semihard": "semi-hard", "hard": "hard", "easy": "easy", "batch_hard": "batch-hard"}
 
 
@@ -31,18 +35,21 @@ def loss_figure(losses, colour, height=260):
 
 form, live = st.columns([1, 1.6], gap="large")
 with form:
-    method = st.radio("Loss", lab.LAB_METHODS, format_func=METHOD_NAMES.get, key="lab_method", horizontal=True)
+    embedder = st.radio("Embedder", lab.LAB_EMBEDDERS, format_func=EMBEDDER_NAMES.get, key="lab_embedder", horizontal=True,
+                        help="Head: an MLP on the cached EfficientNet-Lite0 features (what every build model trains). "
+                             "CNN: the small network of dml_core/cnn.py trained from scratch on the task's images.")
+    method = st.radio("Loss", lab.lab_methods(embedder), format_func=METHOD_NAMES.get, key="lab_method", horizontal=True)
     miner = None
     if method == "binary_triplet":
-        miner = st.radio("Mining (binary triplet)", list(lab.MINERS), format_func=MINER_NAMES.get, key="lab_miner",
+        miner = st.radio("Mining (binary triplet)", lab.lab_miners(embedder), format_func=MINER_NAMES.get, key="lab_miner",
                          horizontal=True, help="Which triplets of (anchor, positive = a label neighbour, negative) "
                                                "the loss sees.")
-    st.caption(views.method_definition(lab.resolve_method(method, miner)))
+    method_id = lab.resolve_choice(method, miner, embedder)
+    st.caption(views.method_definition(method_id))
     dim = st.select_slider("Embedding dimension", lab.DIMS, value=profile.dim if profile.dim in lab.DIMS else 128, key="lab_dim")
     steps = st.slider("Steps", 10, 1000, min(max(profile.steps, 10), 1000), step=10, key="lab_steps",
                       help=f"The build trained its models for {profile.steps} steps; same batch size and optimiser.")
     seed = st.number_input("Seed", 0, 99, 0, key="lab_seed")
-    method_id = lab.resolve_method(method, miner)
     model_id = lab.lab_model_id(method_id, dim, seed)
     exists = model_id in catalog.models
     running = lab.active_job()
@@ -61,6 +68,14 @@ with form:
 job = lab.get_job(st.session_state.get("lab_job")) or running
 
 with live:
+    if embedder == "cnn":
+        full = get_profile("full")
+        images = lab.training_images(ArtifactStore(ui.home()), task, embedder)
+        st.info(f"**The CNN is slower, and short of data here.** Every step runs the whole network forward and backward "
+                f"on a batch of images, where a head only sees cached feature vectors (the progress line shows the "
+                f"steps/s). This build has **{images:,} training images** for it, too few to learn features from "
+                f"scratch: the full profile renders {full.cnn_train:,} and trains {full.cnn_steps:,} steps. Expect it "
+                f"to score below the frozen-feature heads on this build.", icon=":material/info:")
     if job is None:
         st.markdown("<div class='bb-sub' style='margin-top:2rem'>Progress and the loss curve appear here while "
                     "training runs. The page stays usable; you can open other pages meanwhile.</div>",
@@ -75,7 +90,7 @@ with live:
             words = {"starting": "Loading features", "training": "Training", "saving": "Embedding, indexing, mapping"}
             st.progress(min(job.step / job.steps, 1.0),
                         text=f"{words.get(job.status, job.status)} · {job.task} · `{job.method}` d={job.dim} · "
-                             f"step {job.step}/{job.steps}{loss} · {job.seconds:.0f} s")
+                             f"step {job.step}/{job.steps}{loss} · {job.seconds:.0f} s · {job.step / max(job.seconds, 1e-9):.1f} steps/s")
             st.markdown(views.loss_sparkline(job.losses, job.steps, views.method_colour(job.method)),
                         unsafe_allow_html=True)
             if st.button("Stop (keep the model as trained so far)", key="lab_stop"):
@@ -89,7 +104,8 @@ with live:
         if job.status == "failed":
             st.error(f"Training failed: {job.error}")
         else:
-            st.success(f"**{job.model_id}** trained for {job.step} steps in {job.seconds:.0f} s"
+            st.success(f"**{job.model_id}** trained for {job.step} steps in {job.seconds:.0f} s "
+                       f"({job.step / max(job.seconds, 1e-9):.1f} steps/s, embedding and indexing included)"
                        + (" (stopped early)" if job.status == "stopped" else "")
                        + ". It is now selectable on Compare, Upload, Embedding space and Benchmarks.")
         if job.losses:
@@ -104,19 +120,30 @@ if job is not None and job.status in ("done", "stopped") and job.model_id:
     if result_catalog is not None and job.model_id in result_catalog.models:
         st.subheader(f"{job.model_id} vs the build's models (d={job.dim}, {job.task})")
         table = views.lab_comparison(result_catalog, job.model_id)
-        left, right = st.columns([1.6, 1], gap="large")
+        reference = reference_scores(ArtifactStore(ui.home()), job.task)
+        columns = ["model", "origin", "nDCG@10", "nDCG@100", "mld@10", "gap closed@10", "Spearman ρ"]
+        shown, scale_rows = scale.with_reference(table[columns], reference, label_column="model")
+        ui.metric_table(shown, reference_rows=scale_rows)
+        left, right = st.columns([1.8, 1], gap="large", vertical_alignment="center")
         with left:
-            ui.metric_table(table[["model", "origin", "nDCG@10", "nDCG@100", "mld@10", "Spearman ρ"]])
-        with right:
             ordered = table.sort_values("nDCG@10")
-            fig = go.Figure(go.Bar(
-                x=ordered["nDCG@10"], y=ordered["model"], orientation="h",
+            floor = reference["random"]["ndcg@10"]
+            axis_range, axis_note = scale.value_axis(reference, "ndcg@10")
+            fig = go.Figure(go.Bar(  # bars grow from random retrieval's score: their length is the gain over chance
+                x=ordered["nDCG@10"] - floor, base=floor, y=ordered["model"], orientation="h",
                 marker=dict(color=[views.method_colour(m) for m in ordered["method"]],
                             line=dict(color=["#111827" if o == "lab" else "rgba(0,0,0,0)" for o in ordered["origin"]], width=2.5)),
-                text=[f"{v:.3f}" for v in ordered["nDCG@10"]], textposition="inside", insidetextanchor="end",
-                textfont=dict(color="white"),
+                text=[f"{v:.3f}" for v in ordered["nDCG@10"]], textposition="outside", cliponaxis=False,
+                hovertemplate="%{y}: nDCG@10 %{text}<extra></extra>",
             ))
-            fig.update_xaxes(title="nDCG@10", range=[0, 1])
-            ui.chart(ui.style_figure(fig, 60 + 34 * len(ordered)), key="lab_compare_bar")
+            fig.update_xaxes(title="nDCG@10", range=axis_range)
+            fig.update_layout(title=dict(text=axis_note, font=dict(size=13)))
+            for name, line in scale.REFERENCE_LINES.items():
+                fig.add_vline(reference[name]["ndcg@10"], line=line)
+            ui.chart(ui.style_figure(fig, 100 + 30 * len(ordered)), key="lab_compare_bar")
+        with right:
+            st.caption("Bars start at random retrieval's nDCG@10 (dashed line) and the axis ends at the oracle's "
+                       "(dotted), so each bar's length is what the model adds over chance, on the whole scale. "
+                       "The lab model has a dark outline.")
         st.caption(f"Lab models: {', '.join(m for m in result_catalog.model_ids() if m.startswith('lab-')) or '—'}. "
                    "The lab model's metrics are computed on the same queries and gallery as the build's.")

@@ -6,8 +6,8 @@ Starts ``streamlit run app.py`` with ``DML_HOME=DIR``, warms it up with one sess
 page × task that the load will touch, one query each), samples the server's RSS, then runs N
 sessions at once for ``--seconds``. Each session loads Compare or Upload for one task and then
 issues *queries* until the time is up: on Compare it picks another query in the ``Query (…)``
-selectbox or clicks "Random" (catalog lookup + top-K of each model + oracle); on Upload it picks
-another "…or try a query-set image" (PNG decode → backbone → heads → FAISS search). The RSS is
+selectbox or clicks the 🎲 (random query) (catalog lookup + top-K of each model + oracle); on Upload it picks
+another "A query-set image" (PNG decode → backbone → heads → FAISS search). The RSS is
 sampled again while all N sessions are still connected, then the server is stopped.
 
 A query's latency runs from sending the ``rerun_script`` BackMsg to receiving that run's
@@ -104,14 +104,16 @@ def wait_healthy(url: str, server: subprocess.Popen, timeout: float = 120) -> No
 
 
 @contextmanager
-def streamlit_server(home: str | os.PathLike, port: int | None = None, log_path: str | os.PathLike | None = None):
-    """``streamlit run app.py`` on ``port`` with ``DML_HOME=home``; yields (process, port)."""
+def streamlit_server(home: str | os.PathLike, port: int | None = None, log_path: str | os.PathLike | None = None,
+                     options: tuple[str, ...] = ("--server.fileWatcherType", "none")):
+    """``streamlit run app.py`` on 127.0.0.1:``port`` with ``DML_HOME=home`` and the extra
+    command-line ``options``; yields (process, port)."""
     port = port or free_port()
     env = dict(os.environ, DML_HOME=str(home))
     log = open(log_path, "w") if log_path else tempfile.TemporaryFile("w+")
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-         "--server.fileWatcherType", "none"],
+         "--server.address", "127.0.0.1", *options],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     try:
@@ -332,11 +334,14 @@ async def choose(client: AppClient, label_prefix: str, pick=None, skip=("—",))
         raise ProtocolError(f"selectbox {label_prefix!r} has nothing else to choose")
     value = pick(options) if pick else random.choice(options)
     result = await client.rerun({box.id: WidgetState(id=box.id, string_value=value)})
-    # Both pages caption the query image "Query #i …" / "query #i …": the chosen query must be the one shown.
+    # Compare captions the query image "Query #i …"; Upload heads it "**Query: a query-set image** — #i …":
+    # the chosen query must be the one shown.
     if found := re.match(r"#(\d+) ", value):
-        wanted = f"query #{found.group(1)} "
-        if not any(wanted in caption.lower() for caption in result.image_captions()):
-            result.errors.append(f"chose {value[:40]!r} in {label_prefix!r}…, but the page shows no {wanted.strip()!r}")
+        number = found.group(1)
+        shown = (any(f"query #{number} " in caption.lower() for caption in result.image_captions())
+                 or any(body.lower().startswith("**query:") and f"— #{number} " in body for body in result.markdown_bodies()))
+        if not shown:
+            result.errors.append(f"chose {value[:40]!r} in {label_prefix!r}…, but the page shows no query #{number}")
     return result
 
 
@@ -371,9 +376,9 @@ async def query(client: AppClient, page: str, rng: random.Random) -> RunResult:
     """One retrieval on the current page: a new query (or Random) on Compare, a query-set image on Upload."""
     if page == "compare":
         if rng.random() < 0.3:
-            return await client.rerun(trigger=client.button("Random").id)
+            return await client.rerun(trigger=client.button("🎲").id)
         return await choose(client, "Query (", pick=rng.choice)
-    return await choose(client, "…or try a query-set image", pick=rng.choice)
+    return await choose(client, "A query-set image", pick=rng.choice)
 
 
 # ---------------------------------------------------------------------------- sessions

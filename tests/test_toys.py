@@ -44,6 +44,14 @@ def test_within_class_spread_is_scale_free_and_zero_when_collapsed():
     assert common.within_class_spread(collapsed, y) == pytest.approx(0.0)
 
 
+def test_chance_recall_at_1_is_what_random_embeddings_score():
+    classes = np.repeat(np.arange(6), 40)
+    assert common.chance_recall_at_1(classes) == pytest.approx(39 / 239)
+    rng = np.random.default_rng(0)
+    random_recalls = [common.recall_at_1(rng.normal(size=(240, 2)), classes) for _ in range(200)]
+    assert np.mean(random_recalls) == pytest.approx(common.chance_recall_at_1(classes), abs=0.01)
+
+
 def test_mlp_depends_only_on_its_seed_and_single_thread_restores():
     a, b = common.mlp([4, 8, 2], seed=3), common.mlp([4, 8, 2], seed=3)
     torch.manual_seed(123)  # the global RNG must not matter

@@ -110,6 +110,13 @@ def recall_at_1(embeddings: np.ndarray, classes: np.ndarray) -> float:
     return float(np.mean(classes[np.argmin(d, axis=1)] == classes))
 
 
+def chance_recall_at_1(classes: np.ndarray) -> float:
+    """Expected leave-one-out Recall@1 of a random embedding: the chance that a random other
+    point shares the class (about 1 / number of classes when they are equally large)."""
+    _, counts = np.unique(np.asarray(classes), return_counts=True)
+    return float(np.sum(counts * (counts - 1)) / (len(classes) * (len(classes) - 1)))
+
+
 def roc_curve(genuine: np.ndarray, impostor: np.ndarray) -> dict:
     """ROC of a distance-threshold verifier ("accept when distance <= t").
 

@@ -169,7 +169,7 @@ def train_continuous(
             tuples = all_triplets(similar & ~eye, ~similar & ~eye)
             loss = triplet(z, indices_tuple=tuples) if len(tuples[0]) else (z * 0.0).sum()
         else:
-            loss = log_ratio_loss(z, z[others], sub[rows, others] ** 2)
+            loss = log_ratio_loss(z, z[others], sub[rows, others] ** 2, squared=True)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()

@@ -18,8 +18,11 @@ from .store import ArtifactStore, CorruptArtifact
 from .tasks import DEFAULT_IMAGE_SIZE, TaskData, get_task
 
 SPLITS = ("train", "gallery", "query")
+#: Extra training images for models trained end to end on images (``methods`` embedder
+#: "cnn"), stored at ``cnn.CNN_IMAGE_SIZE``; their training set is train + extra.
+EXTRA_SPLIT = "extra"
 CHUNK = 250
-_SPLIT_SEED = {"train": 1, "gallery": 2, "query": 3}
+_SPLIT_SEED = {"train": 1, "gallery": 2, "query": 3, EXTRA_SPLIT: 4}
 
 
 @dataclass(frozen=True)
@@ -36,13 +39,28 @@ class Profile:
     #: Run every compared method's tuning grid on a validation split carved from the training
     #: split before training (build's "tuning" stage); otherwise the methods' defaults are used.
     tune: bool = False
+    #: The end-to-end track: on these tasks, ``CNN_METHODS`` train a compact CNN on
+    #: ``cnn_train`` images (the train split plus generated extra ones) for ``cnn_steps`` steps,
+    #: at ``dim`` for ``cnn_seeds`` and at ``cnn_ablation_dims`` for the first seed.
+    cnn_tasks: tuple[str, ...] = ()
+    cnn_train: int = 0
+    cnn_steps: int = 1500
+    cnn_seeds: tuple[int, ...] = (0,)
+    cnn_ablation_dims: tuple[int, ...] = ()
+
+    def split_size(self, task: str, split: str) -> int:
+        if split == EXTRA_SPLIT:
+            return max(0, self.cnn_train - self.sizes["train"]) if task in self.cnn_tasks else 0
+        return self.sizes[split]
 
 
 PROFILES = {
     # "tiny" exists for tests and smoke runs: every stage, in seconds.
     "tiny": Profile("tiny", {"train": 160, "gallery": 60, "query": 12}, seeds=(0,), steps=20, ablation_dims=(16,)),
     "quick": Profile("quick", {"train": 1500, "gallery": 500, "query": 100}, seeds=(0,), steps=200),
-    "full": Profile("full", {"train": 10000, "gallery": 2000, "query": 500}, seeds=(0, 1, 2), steps=600, tune=True),
+    "full": Profile("full", {"train": 10000, "gallery": 2000, "query": 500}, seeds=(0, 1, 2), steps=600, tune=True,
+                    ablation_dims=(16,), cnn_tasks=("pose", "layout"), cnn_train=30000, cnn_steps=1500,
+                    cnn_seeds=(0, 1), cnn_ablation_dims=(16,)),
 }
 
 
@@ -56,7 +74,7 @@ def _chunk_seed(split: str, chunk: int) -> int:
     return _SPLIT_SEED[split] * 100_003 + chunk
 
 
-def _generate_chunk(task_name: str, split: str, chunk: int, n: int, size: int) -> TaskData:
+def _generate_chunk(task_name: str, split: str, chunk: int, n: int, size: int, reduce_to: int | None = None) -> TaskData:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
         import torch
@@ -64,7 +82,12 @@ def _generate_chunk(task_name: str, split: str, chunk: int, n: int, size: int) -
         torch.set_num_threads(1)
     except ImportError:
         pass
-    return get_task(task_name).generate(n, seed=_chunk_seed(split, chunk), size=size)
+    data = get_task(task_name).generate(n, seed=_chunk_seed(split, chunk), size=size)
+    if reduce_to is not None:  # in the worker: less to send back and to store
+        from .cnn import downsample
+
+        data = TaskData(downsample(data.images, reduce_to), data.labels, data.meta)
+    return data
 
 
 def concat(parts: list[TaskData]) -> TaskData:
@@ -83,9 +106,11 @@ def generate_split(
     workers: int | None = None,
     on_chunk: Callable[[int], None] | None = None,
     pool: ProcessPoolExecutor | None = None,
+    reduce_to: int | None = None,
 ) -> TaskData:
-    """Generate ``n`` images of ``split`` in chunks of ``CHUNK``, in parallel processes."""
-    jobs = [(task_name, split, c, min(CHUNK, n - c * CHUNK), size) for c in range((n + CHUNK - 1) // CHUNK)]
+    """Generate ``n`` images of ``split`` in chunks of ``CHUNK``, in parallel processes;
+    ``reduce_to``: store them box-downsampled to that size (``cnn.downsample``)."""
+    jobs = [(task_name, split, c, min(CHUNK, n - c * CHUNK), size, reduce_to) for c in range((n + CHUNK - 1) // CHUNK)]
     workers = workers if workers is not None else min(len(jobs), os.cpu_count() or 1)
     if pool is None and workers <= 1:
         parts = []
@@ -110,20 +135,21 @@ def generate_split(
             pool.shutdown()
 
 
-def split_key(task_name: str, split: str) -> tuple[str, ...]:
-    return (task_name, "data", split)
+def split_key(task_name: str, split: str, kind: str = "data") -> tuple[str, ...]:
+    """Where a split is stored; ``kind="source"`` holds an imported task's full splits."""
+    return (task_name, kind, split)
 
 
-def save_split(store: ArtifactStore, task_name: str, split: str, data: TaskData, meta: dict) -> None:
-    with store.writer(*split_key(task_name, split), meta=meta) as tmp:
+def save_split(store: ArtifactStore, task_name: str, split: str, data: TaskData, meta: dict, kind: str = "data") -> None:
+    with store.writer(*split_key(task_name, split, kind), meta=meta) as tmp:
         np.save(tmp / "images.npy", data.images, allow_pickle=False)
         np.save(tmp / "labels.npy", data.labels, allow_pickle=False)
         (tmp / "meta.json").write_text(json.dumps(data.meta))
 
 
-def load_split(store: ArtifactStore, task_name: str, split: str, mmap: bool = True) -> TaskData:
+def load_split(store: ArtifactStore, task_name: str, split: str, mmap: bool = True, kind: str = "data") -> TaskData:
     """A stored split; images are memory-mapped unless ``mmap=False``."""
-    key = split_key(task_name, split)
+    key = split_key(task_name, split, kind)
     store.verify(*key)
     meta = store.load_json(*key, name="meta.json")
     if not isinstance(meta, dict):

@@ -85,6 +85,19 @@ class LabelNeighbours:
             self.indices[rows] = np.take_along_axis(part, order, 1)
             self.distances[rows] = np.take_along_axis(part_dist, order, 1)
 
+    @classmethod
+    def from_arrays(cls, labels, label_distance: LabelDistance, indices: np.ndarray, distances: np.ndarray) -> "LabelNeighbours":
+        """Neighbours computed earlier (``indices``, ``distances`` as the attributes of that
+        run), without their distance matrix: batches then recompute their label distances."""
+        self = cls.__new__(cls)
+        self.labels, self.label_distance = labels, label_distance
+        self.indices, self.distances = np.asarray(indices, np.int64), np.asarray(distances, np.float32)
+        self.n, self.k = self.indices.shape
+        if self.n != len(labels):
+            raise ValueError(f"{self.n} stored neighbour rows for {len(labels)} labels")
+        self.matrix = None
+        return self
+
     @staticmethod
     def _checked(block, rows: int, cols: int) -> np.ndarray:
         block = np.asarray(block, dtype=np.float32)
@@ -314,12 +327,26 @@ def sample_dense_groups(neighbours: LabelNeighbours, n_anchors: int, m: int, k: 
                       inverse[len(anchors):].reshape(groups.shape), np.take_along_axis(dist, order, 1).astype(np.float32))
 
 
-def dense_triplets(label_dist: torch.Tensor, mask: torch.Tensor | None = None):
-    """(b, i, j) index tensors of every dense triplet: i strictly label-closer to anchor b than j.
+def dense_positive_mask(label_dist: torch.Tensor, ties: str = "order") -> torch.Tensor:
+    """(B, m, m) bool: [b, i, j] is a dense triplet (anchor b, positive i, negative j).
 
-    label_dist: (B, m). The label-closer sample is the positive; label ties give no triplet.
+    label_dist: (B, m), each row sorted ascending (``DenseBatch.label_dist`` is). i is the
+    positive when it is label-closer than j. ties: "order" (official code) makes a tie a triplet
+    with the earlier of the two as positive; "skip" makes a tie no triplet.
     """
     closer = label_dist.unsqueeze(2) < label_dist.unsqueeze(1)
+    if ties == "order":
+        m = label_dist.shape[1]
+        later = torch.ones(m, m, dtype=torch.bool, device=label_dist.device).triu(1)
+        closer |= (label_dist.unsqueeze(2) == label_dist.unsqueeze(1)) & later
+    elif ties != "skip":
+        raise ValueError(f"unknown ties {ties!r}; choose order or skip")
+    return closer
+
+
+def dense_triplets(label_dist: torch.Tensor, mask: torch.Tensor | None = None, ties: str = "order"):
+    """(b, i, j) index tensors of every dense triplet (see :func:`dense_positive_mask`)."""
+    closer = dense_positive_mask(label_dist, ties)
     if mask is not None:
         closer &= mask.unsqueeze(2) & mask.unsqueeze(1)
     return torch.where(closer)

@@ -41,6 +41,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from . import distributed
 from . import losses as L
 from .methods import MethodConfig, get_method
 from .store import atomic_write_bytes
@@ -140,7 +141,10 @@ def _feature_stats(inputs, chunk: int = 1024) -> tuple[torch.Tensor, torch.Tenso
 def _as_tensor(array, device=None) -> torch.Tensor:
     if isinstance(array, torch.Tensor):
         return array.to(device=device, dtype=torch.float32)
-    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).to(device)
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    if not array.flags.writeable:  # a slice of a read-only memmap: torch wants memory it may write
+        array = array.copy()
+    return torch.from_numpy(array).to(device)
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -275,6 +279,8 @@ def _make_loss(config: MethodConfig):
         return L.LogRatioLoss(**args)
     if config.loss == "dense_triplet":
         return L.DenseTripletLoss(**args)
+    if config.loss == "rank_n_contrast":
+        return L.RankNContrastLoss(**args)
     if config.loss == "triplet":
         return L.binary_triplet_loss(**args)
     if config.loss == "contrastive":
@@ -307,7 +313,8 @@ def fit(inputs, labels=None, label_distance: Callable | None = None, method="log
     """Train an embedding model; returns ``(model, history)``.
 
     inputs: cached backbone features (N, F) or activations (N, C, H, W), numpy (memmaps fine)
-        or torch. labels: (N, ...) labels for ``label_distance(labels_a, labels_b) -> (a, b)``.
+        or torch; for methods with ``embedder="cnn"``, uint8 images (N, S, S, 3).
+        labels: (N, ...) labels for ``label_distance(labels_a, labels_b) -> (a, b)``.
     method: id in ``methods.METHODS`` or a MethodConfig; ``steps`` and ``method_overrides``
         (e.g. ``lr=3e-4``, ``miner="hard"``) override its settings.
     dim: embedding width. seed: makes the run deterministic (initialisation and batches).
@@ -332,6 +339,12 @@ def fit(inputs, labels=None, label_distance: Callable | None = None, method="log
         overrides["steps"] = int(steps)
     config = get_method(method, **overrides)
     _check_inputs(inputs, labels, text_inputs, config)
+    if config.embedder == "cnn" and trunk is None:
+        from . import cnn
+
+        if getattr(inputs, "ndim", 0) != 4 or inputs.shape[-1] != 3:
+            raise ValueError(f"the cnn embedder trains on images (N, H, W, 3), got shape {getattr(inputs, 'shape', None)}")
+        trunk, trunk_spec = cnn.compact_cnn(), cnn.trunk_spec()
     meta = _run_meta(config, seed, inputs, dim)
     rng = np.random.default_rng(seed)
     device = torch.device(device)
@@ -342,11 +355,15 @@ def fit(inputs, labels=None, label_distance: Callable | None = None, method="log
             inputs, config, dim, seed, trunk, trunk_spec, text_inputs, checkpoint_dir, resume, meta, rng, device)
         if start >= config.steps:
             return model.eval(), _history(history, 0.0, 0)
+        # Under torchrun every rank draws its own anchors; DDP keeps the replicas equal.
+        distributed.check_supported(config.sampling)
+        rng = distributed.rank_rng(seed, start, rng)
+        trainable = distributed.wrap(model)
 
         loss_fn = _make_loss(config)
         miner = make_binary_miner(config.miner, config.loss_args.get("margin", 0.2)) if config.loss == "triplet" else None
         if config.sampling != "captions":
-            need = config.k_pos if config.sampling == "binary" else config.k
+            need = config.k_pos if config.sampling == "binary" else config.k  # dense / matrix: k
             if neighbours is None or neighbours.k < need or neighbours.n != len(inputs):
                 neighbours = LabelNeighbours(labels, label_distance, k=min(need, len(inputs) - 1))
 
@@ -358,13 +375,13 @@ def fit(inputs, labels=None, label_distance: Callable | None = None, method="log
                 lr = learning_rate(step, config)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                loss = _step_loss(model, loss_fn, miner, config, inputs, text_inputs, neighbours, rng, device)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"{config.id}: loss became {loss.item()} at step {step + 1}; lower lr")
+                loss = _step_loss(trainable, loss_fn, miner, config, inputs, text_inputs, neighbours, rng, device)
+                value = distributed.mean_over_ranks(float(loss.detach()), device)
+                if not math.isfinite(value):
+                    raise FloatingPointError(f"{config.id}: loss became {value} at step {step + 1}; lower lr")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                value = float(loss.detach())
                 history["loss"].append(value)
                 history["lr"].append(lr)
                 steps_run += 1
@@ -372,7 +389,8 @@ def fit(inputs, labels=None, label_distance: Callable | None = None, method="log
                 bar.set_postfix(loss=f"{value:.4f}", refresh=False)
                 done = step + 1
                 stop = on_step is not None and on_step(done, value) is False
-                if checkpoint_dir is not None and (done % checkpoint_every == 0 or done == config.steps or stop):
+                if checkpoint_dir is not None and distributed.is_main_process() and (
+                        done % checkpoint_every == 0 or done == config.steps or stop):
                     _save_run(checkpoint_dir, model, optimizer, meta, history, done, rng)
                 if stop:
                     break
@@ -446,10 +464,16 @@ def _step_loss(model, loss_fn, miner, config, inputs, text_inputs, neighbours, r
     """Sample one batch for the method and return its loss."""
     if config.sampling == "binary":
         batch = sample_binary_batch(neighbours, config.batch_size, config.pos_per_anchor, config.k_pos, rng)
-        emb = model(_as_tensor(inputs[batch], device))
+        # Mining sees the whole batch: under torchrun, every rank's part of it.
+        emb, batch = distributed.gather_batch(model(_as_tensor(inputs[batch], device)), batch)
         pos, neg = binary_masks(batch, neighbours, config.k_pos, device)
         tuples = miner(emb, pos, neg) if miner is not None else all_pairs(pos, neg)
         return loss_fn(emb, indices_tuple=tuples)
+    if config.sampling == "matrix":
+        batch = sample_dense_batch(neighbours, config.batch_size, config.k, rng=rng)
+        emb, indices = distributed.gather_batch(model(_as_tensor(inputs[batch.indices], device)), batch.indices)
+        label_dist = neighbours.between(indices, indices)
+        return loss_fn(emb, torch.as_tensor(label_dist, device=device))
     if config.sampling == "dense":
         if config.dense_layout == "own":
             per_anchor = min(config.batch_size // config.dense_anchors, len(inputs)) - 1

@@ -85,3 +85,37 @@ def test_tuning_picks_each_methods_best_validation_setting_and_models_train_with
     assert build.build_models(store, profile, ("pose",), progress=False) == {}  # nothing left to do
     # an untuned profile ignores the stored tuning
     assert build.tuned_settings(store, "pose", get_profile("tiny"), "log_ratio") == {}
+
+
+def test_a_cnn_model_saves_loads_and_queries_through_the_catalog_like_a_head(built_home, tmp_path, one_torch_thread):
+    import io
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    from dml_core import build
+    from dml_core.ordering import QueryRef, ordering
+    from dml_core.retrieval import load_catalog
+    from dml_core.views import query_with_image_bytes
+
+    shutil.copytree(built_home / "pose", tmp_path / "pose", ignore=shutil.ignore_patterns("runs"))
+    store = ArtifactStore(tmp_path)
+    data = build.TaskFeatures(store, "pose", progress=False)
+    model_id = build.train_model(data, build.ModelSpec("log_ratio_ft", 16, 0), get_profile("tiny"), steps=5, progress=False)
+    meta = store.manifest("pose", "models", model_id)["meta"]
+    assert meta["feature_mode"] == "images64" and 0 < meta["metrics"]["ndcg@10"] <= 1
+
+    catalog = load_catalog("pose", store)
+    model = catalog.models[model_id]
+    assert model.embeds_images and not catalog.damaged
+    image = np.asarray(catalog.queries.images[2])
+    embedding = catalog.embed_image(image, model_id)
+    np.testing.assert_allclose(embedding[0], model.query[2], atol=1e-5)        # the stored query embedding, recomputed
+    hits, timings = catalog.hits_for_image(image, [model_id, "log_ratio-d128-s0"], k=5)
+    assert [h.gallery_index for h in hits[model_id]] == [h.gallery_index for h in catalog.hits_for_query(2, [model_id], 5)[model_id]]
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    upload = query_with_image_bytes(catalog, buffer.getvalue(), [model_id], k=5, place_on=[])
+    assert len(upload.hits[model_id]) == 5
+    assert ordering(catalog, model_id, QueryRef("query", 2), 5).top.sum() == 5

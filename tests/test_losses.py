@@ -34,18 +34,104 @@ def test_log_ratio_gradcheck():
 
 
 def test_log_ratio_zero_when_distances_proportional_to_labels():
-    # Points on a line in R^5; label = position. D = squared distance, so a label distance of
-    # 3 x squared position difference is proportional to D: every log ratio matches.
+    # Points on a line in R^5; label = position. The default D (Euclidean, as the official
+    # code) is |gap|, so a label distance of 3 |gap| matches every log ratio; the paper's
+    # squared form D = gap^2 is matched by 3 gap^2 instead.
     g = torch.Generator().manual_seed(1)
     direction = F.normalize(torch.randn(5, generator=g, dtype=torch.float64), dim=0)
     positions = torch.randperm(40, generator=g).to(torch.float64)[:28].reshape(4, 7)
     anchor_pos = torch.tensor([0.5, 10.5, 20.5, 30.5], dtype=torch.float64)
     anchor = anchor_pos[:, None] * direction
     others = positions[..., None] * direction
-    squared_gap = (positions - anchor_pos[:, None]) ** 2
-    assert float(L.log_ratio_loss(anchor, others, 3.0 * squared_gap)) < 1e-8
-    # The same points with label distance |gap| (not proportional to D) give a clear loss.
-    assert float(L.log_ratio_loss(anchor, others, squared_gap.sqrt())) > 1e-2
+    gap = (positions - anchor_pos[:, None]).abs()
+    assert float(L.log_ratio_loss(anchor, others, 3.0 * gap)) < 1e-8
+    assert float(L.log_ratio_loss(anchor, others, 3.0 * gap**2, squared=True)) < 1e-8
+    # Each form with the other's label distance gives a clear loss.
+    assert float(L.log_ratio_loss(anchor, others, 3.0 * gap**2)) > 1e-2
+    assert float(L.log_ratio_loss(anchor, others, 3.0 * gap, squared=True)) > 1e-2
+
+
+def test_log_ratio_of_one_anchor_by_hand():
+    anchor = torch.zeros(1, 2, dtype=torch.float64)
+    others = torch.tensor([[[3.0, 4.0], [0.0, 1.0], [2.0, 0.0]]], dtype=torch.float64)   # |x| = 5, 1, 2
+    labels = torch.tensor([[1.0, 2.0, 0.0]], dtype=torch.float64)                       # 0 -> the floor
+    def by_hand(dist, floor):
+        u = [math.log(d + 1e-6) - math.log(max(y, floor) + 1e-6) for d, y in zip(dist, (1.0, 2.0, 0.0))]
+        return ((u[0] - u[1]) ** 2 + (u[0] - u[2]) ** 2 + (u[1] - u[2]) ** 2) / 3
+
+    for squared, dist in ((False, [5.0, 1.0, 2.0]), (True, [25.0, 1.0, 4.0])):
+        for floor in (1e-3, 0.0):
+            expected = by_hand(dist, floor)
+            got = L.log_ratio_loss(anchor, others, labels, squared=squared, label_floor=floor)
+            assert math.isclose(float(got), expected, rel_tol=1e-9), (squared, floor)
+            reference = L.log_ratio_loss_reference(anchor, others, labels, squared=squared, label_floor=floor)
+            assert math.isclose(float(reference), expected, rel_tol=1e-9)
+    # without the floor, the duplicate label's log(1e-6) dominates the loss
+    assert by_hand([5.0, 1.0, 2.0], 0.0) > 3 * by_hand([5.0, 1.0, 2.0], 1e-3)
+
+
+# --------------------------------------------------------------------------- Rank-N-Contrast
+def rnc_case(n=10, d=4, seed=0, levels=4):
+    g = torch.Generator().manual_seed(seed)
+    embeddings = torch.randn(n, d, generator=g, dtype=torch.float64)
+    labels = torch.randint(0, levels, (n, 2), generator=g).to(torch.float64)   # few levels: many ties
+    return embeddings, torch.cdist(labels, labels, p=1)
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("temperature", [0.5, 2.0])
+def test_rank_n_contrast_matches_the_formula_loop(seed, temperature):
+    embeddings, label_dist = rnc_case(seed=seed)
+    assert (label_dist == label_dist[0, 1]).sum() > 2                          # ties are exercised
+    fast = L.rank_n_contrast_loss(embeddings, label_dist, temperature)
+    loop = L.rank_n_contrast_loss_reference(embeddings, label_dist, temperature)
+    assert torch.allclose(fast, loop, rtol=1e-10), (float(fast), float(loop))
+    e1, e2 = embeddings.clone().requires_grad_(), embeddings.clone().requires_grad_()
+    L.rank_n_contrast_loss(e1, label_dist, temperature).backward()
+    L.rank_n_contrast_loss_reference(e2, label_dist, temperature).backward()
+    assert torch.allclose(e1.grad, e2.grad, rtol=1e-8, atol=1e-12)
+
+
+def test_rank_n_contrast_of_three_points_by_hand():
+    embeddings = torch.tensor([[0.0], [1.0], [3.0]], dtype=torch.float64)
+    label_dist = torch.tensor([[0, 1, 2], [1, 0, 1], [2, 1, 0]], dtype=torch.float64)
+    s = -torch.cdist(embeddings, embeddings)
+    terms = [
+        torch.logsumexp(s[0, [1, 2]], 0) - s[0, 1], torch.logsumexp(s[0, [2]], 0) - s[0, 2],
+        torch.logsumexp(s[1, [0, 2]], 0) - s[1, 0], torch.logsumexp(s[1, [0, 2]], 0) - s[1, 2],   # a tie: both in
+        torch.logsumexp(s[2, [0]], 0) - s[2, 0], torch.logsumexp(s[2, [0, 1]], 0) - s[2, 1],
+    ]
+    assert math.isclose(float(L.rank_n_contrast_loss(embeddings, label_dist, 1.0)), float(torch.stack(terms).mean()), rel_tol=1e-9)
+
+
+def test_rank_n_contrast_is_invariant_to_a_common_shift():
+    embeddings, label_dist = rnc_case(seed=3)
+    shifted = embeddings + torch.tensor([5.0, -2.0, 0.5, 100.0], dtype=torch.float64)
+    assert torch.allclose(L.rank_n_contrast_loss(embeddings, label_dist), L.rank_n_contrast_loss(shifted, label_dist), rtol=1e-9)
+
+
+def test_rank_n_contrast_finite_on_degenerate_inputs():
+    for embeddings, label_dist in [
+        (torch.zeros(6, 3), torch.zeros(6, 6)),                                # everything identical
+        (torch.ones(5, 2), torch.rand(5, 5)),                                  # collapsed embeddings
+        (torch.tensor([[0.0, 0.0], [0.0, 0.0], [1e4, 0.0]]), torch.tensor([[0.0, 0, 1], [0, 0, 1], [1, 1, 0]])),
+    ]:
+        embeddings = embeddings.clone().requires_grad_()
+        loss = L.rank_n_contrast_loss(embeddings, label_dist, temperature=0.1)
+        loss.backward()
+        assert torch.isfinite(loss) and torch.isfinite(embeddings.grad).all()
+    with pytest.raises(ValueError, match="temperature"):
+        L.rank_n_contrast_loss(torch.zeros(3, 2), torch.zeros(3, 3), temperature=0.0)
+    with pytest.raises(ValueError, match="label_distances"):
+        L.rank_n_contrast_loss(torch.zeros(3, 2), torch.zeros(3, 4))
+
+
+def test_rank_n_contrast_rewards_label_ordered_embeddings():
+    labels = torch.linspace(0, 1, 12, dtype=torch.float64)[:, None]
+    label_dist = torch.cdist(labels, labels)
+    ordered = 3 * labels
+    shuffled = ordered[torch.randperm(12, generator=torch.Generator().manual_seed(0))]
+    assert float(L.rank_n_contrast_loss(ordered, label_dist)) < float(L.rank_n_contrast_loss(shuffled, label_dist))
 
 
 @pytest.mark.parametrize("scale", [0.1, 3.0, 100.0])
@@ -137,8 +223,11 @@ def test_dense_triplet_takes_the_label_closer_sample_as_positive():
     assert float(L.dense_triplet_loss(anchor, ordered, label_dist, margin=0.03)) == 0.0
     reversed_ = (1.0 - label_dist)[..., None] * 2.0
     assert float(L.dense_triplet_loss(anchor, reversed_, label_dist, margin=0.03)) > 0.1
-    # label ties make no triplet: equal labels, any embeddings -> nothing to average
-    assert float(L.DenseTripletLoss()(anchor, reversed_, torch.ones(1, 4))) == 0.0
+    # label ties: "skip" makes no triplet; the official "order" takes the earlier one as positive
+    assert float(L.DenseTripletLoss(ties="skip")(anchor, reversed_, torch.ones(1, 4))) == 0.0
+    d = (reversed_[0, :, 0] ** 2).tolist()
+    by_order = [max(0.0, d[i] - d[j] + 0.03) for i in range(4) for j in range(i + 1, 4)]
+    assert math.isclose(float(L.DenseTripletLoss()(anchor, reversed_, torch.ones(1, 4))), sum(by_order) / 6, rel_tol=1e-6)
 
 
 def test_binary_triplet_loss_uses_squared_distance_and_margin():

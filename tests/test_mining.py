@@ -198,11 +198,15 @@ def test_unknown_miner_is_refused():
 
 def test_dense_triplets_put_the_label_closer_sample_first():
     label_dist = torch.tensor([[0.3, 0.1, 0.3, 0.7]])
-    b, i, j = M.dense_triplets(label_dist)
+    b, i, j = M.dense_triplets(label_dist, ties="skip")
     pairs = set(zip(i.tolist(), j.tolist()))
     assert pairs == {(1, 0), (1, 2), (1, 3), (0, 3), (2, 3)}         # tie (0, 2) gives none
     mask = torch.tensor([[True, True, True, False]])
-    assert len(M.dense_triplets(label_dist, mask)[0]) == 2
+    assert len(M.dense_triplets(label_dist, mask, ties="skip")[0]) == 2
+    _, i, j = M.dense_triplets(label_dist)                            # official: the tie in batch order
+    assert set(zip(i.tolist(), j.tolist())) == pairs | {(0, 2)}
+    with pytest.raises(ValueError, match="ties"):
+        M.dense_triplets(label_dist, ties="random")
 
 
 def test_dense_groups_follow_the_official_layout(labels):

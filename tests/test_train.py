@@ -108,6 +108,49 @@ def test_log_ratio_improves_rank_correlation(data):
     assert after > before + 0.1 and after > 0.6
 
 
+@pytest.mark.parametrize("method", ["log_ratio", "rank_n_contrast"])
+def test_continuous_methods_improve_rank_correlation(data, method):
+    x, labels = data
+    test_x, test_labels = synthetic(120, 1)
+    untrained, _ = fit(x, labels, label_distance, method, dim=16, steps=1, lr=1e-12, **SMALL)
+    trained, _ = fit(x, labels, label_distance, method, dim=16, steps=120, **SMALL)
+    assert rank_correlation(trained, test_x, test_labels) > rank_correlation(untrained, test_x, test_labels) + 0.1
+
+
+def discs(n, seed, size=64):
+    """Images of one grey disc whose radius and centre x are the 2-D label (in [0, 1])."""
+    rng = np.random.default_rng(seed)
+    labels = rng.random((n, 2))
+    yy, xx = np.mgrid[:size, :size]
+    radius = 6 + 14 * labels[:, 0]
+    centre = 20 + 24 * labels[:, 1]
+    inside = (xx[None] - centre[:, None, None]) ** 2 + (yy[None] - size / 2) ** 2 <= radius[:, None, None] ** 2
+    images = np.repeat((40 + 180 * inside).astype(np.uint8)[..., None], 3, axis=-1)
+    return images, labels
+
+
+def test_the_cnn_embedder_learns_from_images_and_reloads(tmp_path):
+    images, labels = discs(320, 0)
+    test_images, test_labels = discs(100, 1)
+    untrained, _ = fit(images, labels, label_distance, "log_ratio_ft", dim=16, steps=1, lr=1e-12, **SMALL)
+    model, history = fit(images, labels, label_distance, "log_ratio_ft", dim=16, steps=80, checkpoint_dir=tmp_path, **SMALL)
+    assert model.trunk is not None and np.isfinite(history["loss"]).all()
+    assert rank_correlation(model, test_images, test_labels) > rank_correlation(untrained, test_images, test_labels) + 0.2
+    assert np.array_equal(embed(load_model(tmp_path), test_images), embed(model, test_images))
+    with pytest.raises(ValueError, match="images"):
+        fit(np.zeros((20, 7), np.float32), labels[:20], label_distance, "log_ratio_ft", steps=1, **SMALL)
+
+
+def test_fine_tuned_variants_share_their_base_method_but_the_embedder():
+    for method in methods.CNN_METHODS:
+        base = methods.get_method(methods.base_method(method))
+        fine_tuned = methods.get_method(method)
+        assert fine_tuned.embedder == "cnn" and fine_tuned.loss == base.loss and fine_tuned.miner == base.miner
+        budget = ("batch_size", "steps", "lr", "weight_decay", "hidden", "k", "k_pos", "normalize")
+        assert all(getattr(fine_tuned, key) == getattr(base, key) for key in budget)
+    assert methods.get_method("log_ratio_ft").loss_args["squared"] is False      # the official code's form
+
+
 def test_same_seed_same_model_other_seed_other_model(data):
     x, labels = data
     runs = [fit(x, labels, label_distance, "dense_triplet", dim=8, steps=8, seed=s, **SMALL)[0] for s in (3, 3, 4)]

@@ -153,6 +153,7 @@ def extract_features(
     batch_size: int = 16,
     progress: bool = True,
     callback: ProgressCallback | None = None,
+    compute: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
     """``compute_features`` behind a disk cache keyed by backbone, resolution, mode and data.
 
@@ -163,6 +164,8 @@ def extract_features(
         cache_dir: folder for cache entries; None disables caching.
         batch_size, progress, callback: as in ``compute_features``. On a cache hit the
             callback is called once with ``(N, N)``.
+        compute: on a cache miss, ``compute(images)`` computes the features instead of
+            ``compute_features`` (e.g. in worker processes); same shape and dtype expected.
 
     Returns:
         (N, *feature_shape) float32, or float16 for ``block<k>`` modes.
@@ -185,7 +188,12 @@ def extract_features(
         if callback is not None:
             callback(len(cached), len(cached))
         return cached
-    features = compute_features(backbone, images, mode, batch_size, progress, callback)
+    if compute is None:
+        features = compute_features(backbone, images, mode, batch_size, progress, callback)
+    else:
+        features = np.asarray(compute(images), dtype=feature_dtype(mode))
+        if list(features.shape) != shape:
+            raise ValueError(f"compute returned features of shape {features.shape}, expected {tuple(shape)}")
     save_cached(array_path, sidecar_path, features, {k: v for k, v in expected.items() if k not in ("shape", "dtype")})
     return features
 

@@ -19,32 +19,48 @@ from .data import get_profile, load_split
 from .store import ArtifactStore, atomic_write_bytes, atomic_write_json
 from .tasks import TASK_NAMES
 
-HEADLINE = ("ndcg@10", "ndcg@100", "mld@10", "spearman")
+HEADLINE = ("ndcg@10", "ndcg@100", "mld@10", "gap_closed@10", "spearman")
 STAGE_ORDER = ("data", "features", "label_distances", "tuning", "models")
-METRIC_NAMES = {"ndcg@10": "nDCG@10", "ndcg@100": "nDCG@100", "mld@10": "mld@10", "spearman": "Spearman ρ"}
+METRIC_NAMES = {"ndcg@10": "nDCG@10", "ndcg@100": "nDCG@100", "mld@10": "mld@10", "gap_closed@10": "gap closed@10",
+                "spearman": "Spearman ρ", "ndcg_norm@10": "normalised nDCG@10"}
+SUMMARISED = ("ndcg@", "mld@", "gap_closed@", "ndcg_norm@")
+#: Pairs the summary puts side by side (first − second).
+COMPARISONS = (("log_ratio", "binary_triplet"), ("log_ratio_ft", "binary_triplet_ft"), ("rank_n_contrast", "log_ratio"))
 CURVE_KS = (1, 5, 10, 20, 50, 100)
 QUERY_MODELS = ("binary_triplet", "log_ratio")
 
 
 def collect_metrics(store: ArtifactStore, profile_name: str, tasks=TASK_NAMES) -> dict:
-    """Per task: methods at the full dimension and the dimension ablation, mean and std over seeds."""
+    """Per task: every method at the full dimension (frozen heads, fine-tuned variants, the
+    ImageNet baseline) and the dimension ablation, mean and std over seeds, plus what random
+    retrieval and the oracle score on the same queries (the scale of every number)."""
     profile = get_profile(profile_name)
     out = {}
     for task in tasks:
-        runs: dict[tuple[str, int], list[dict]] = {}
-        for spec in build.model_plan(profile):
+        runs: dict[tuple[str, int | None], list[dict]] = {}
+        for spec in build.model_plan(profile, task):
             meta = store.manifest(task, "models", spec.id)["meta"]
             runs.setdefault((spec.method, meta["dim"] if spec.method != build.BASELINE else None), []).append(meta["metrics"])
-        methods = {}
-        for (method, dim), metrics in runs.items():
-            if method == build.BASELINE or dim == profile.dim:
-                methods[method] = _summarise(metrics)
+        methods = {method: _summarise(metrics) for (method, dim), metrics in runs.items()
+                   if method == build.BASELINE or dim == profile.dim}
+        ablation_methods = [*build.ABLATION_METHODS, *(build.CNN_METHODS if task in profile.cnn_tasks else ())]
         ablation = {
-            method: {str(dim): _summarise(runs[(method, dim)]) for dim in (*profile.ablation_dims, profile.dim)}
-            for method in build.ABLATION_METHODS
+            method: {str(dim): _summarise(runs[(method, dim)]) for (m, dim) in runs if m == method}
+            for method in ablation_methods if any(m == method and dim != profile.dim for m, dim in runs)
         }
-        out[task] = {"methods": methods, "dim_ablation": ablation}
+        out[task] = {"methods": methods, "dim_ablation": ablation, "reference": reference_scores(store, task)}
     return out
+
+
+def reference_scores(store: ArtifactStore, task: str, ks=CURVE_KS) -> dict:
+    """{"random": ..., "oracle": ...}: the expected scores of a random ranking and those of the
+    label-space ranking, over the task's queries and gallery."""
+    from .metrics import evaluate
+
+    label_dist = build.query_gallery_label_distance(store, task)
+    placeholder = np.ones((label_dist.shape[0], 1)), np.ones((label_dist.shape[1], 1))  # the references ignore embeddings
+    result = evaluate(*placeholder, label_dist, ks=ks, metric="l2")
+    return {name: {k: round(float(v), 4) for k, v in result[name].items()} for name in ("random", "oracle")}
 
 
 def collect_tuning(store: ArtifactStore, profile_name: str, tasks=TASK_NAMES) -> dict:
@@ -62,7 +78,7 @@ def collect_tuning(store: ArtifactStore, profile_name: str, tasks=TASK_NAMES) ->
 
 
 def _summarise(metrics: list[dict]) -> dict:
-    keys = [k for k in metrics[0] if k.startswith(("ndcg@", "mld@")) or k == "spearman"]
+    keys = [k for k in metrics[0] if k.startswith(SUMMARISED) or k == "spearman"]
     summary = {}
     for key in keys:
         values = np.array([m[key] for m in metrics], dtype=np.float64)
@@ -110,9 +126,13 @@ def feature_throughput(store: ArtifactStore, task: str, n: int = 256) -> float:
 
 
 def run_bench(profile_name: str, json_path: str | Path, tasks=TASK_NAMES, store: ArtifactStore | None = None,
-              markdown_path: str | Path | None = "BENCHMARKS.md", speed: bool = True) -> dict:
+              markdown_path: str | Path | None = "BENCHMARKS.md", speed: bool = True, workers: int | None = None,
+              device: str = "auto") -> dict:
+    from .workers import default_workers
+
     store = store or ArtifactStore()
-    build.run_build(profile_name, tasks, store)
+    workers = workers or default_workers()
+    build.run_build(profile_name, tasks, store, workers=workers, device=device)
     report = build.last_build_report(store)
     result = {"profile": profile_name, "tasks": collect_metrics(store, profile_name, tasks),
               "tuning": collect_tuning(store, profile_name, tasks)}
@@ -120,17 +140,24 @@ def run_bench(profile_name: str, json_path: str | Path, tasks=TASK_NAMES, store:
     result["timing"] = {
         "build_s": report["build_s"],
         "build_stages_s": {name: stage["seconds"] for name, stage in report["stages"].items()},
+        "build_workers": report.get("workers", 1),
+        "build_device": report.get("device", "cpu"),
         "features_img_per_s": feature_throughput(store, tasks[0]),
         "query_ms_p50": latency["p50"],
         "query_ms_p95": latency["p95"],
         "query": latency,
     }
     if speed:
-        from .speed import log_ratio_speed
+        from .speed import contention, log_ratio_speed
 
+        data = build.TaskFeatures(store, tasks[0], progress=False)
+        shared = contention(data.features["train"], data.train.labels, tasks[0], workers)
+        result["timing"]["contention"] = shared
+        result["timing"]["contention_slowdown"] = shared["build_slowdown"]
         result["speed"] = {"log_ratio_loss": log_ratio_speed()}
     result["machine"] = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                          "cpus": __import__("os").cpu_count()}
+    result["generated"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     atomic_write_json(Path(json_path), result)
     if markdown_path:
         write_markdown(result, Path(markdown_path))
@@ -138,14 +165,20 @@ def run_bench(profile_name: str, json_path: str | Path, tasks=TASK_NAMES, store:
 
 
 # ------------------------------------------------------------------------- report
-METHOD_ORDER = ("log_ratio", "dense_triplet", "binary_triplet", "contrastive", "imagenet")
-METHOD_COLOURS = {"log_ratio": "#6d28d9", "dense_triplet": "#a78bfa", "binary_triplet": "#ea580c",
-                  "contrastive": "#f59e0b", "imagenet": "#6b7280"}
+METHOD_ORDER = ("log_ratio_ft", "binary_triplet_ft", "log_ratio", "rank_n_contrast", "dense_triplet", "binary_triplet",
+                "contrastive", "imagenet")
+METHOD_COLOURS = {"log_ratio": "#6d28d9", "log_ratio_ft": "#3b0764", "rank_n_contrast": "#2563eb", "dense_triplet": "#a78bfa",
+                  "binary_triplet": "#ea580c", "binary_triplet_ft": "#9a3412", "contrastive": "#eab308", "imagenet": "#6b7280"}
 
 
 def _cell(summary: dict, key: str) -> str:
     std = summary.get(f"{key}_std", 0.0)
     return f"{summary[key]:.3f} ± {std:.3f}" if summary.get("seeds", 1) > 1 else f"{summary[key]:.3f}"
+
+
+def _reference_row(name: str, scores: dict) -> str:
+    cells = [f"{scores[k]:.3f}" if k in scores else "–" for k in HEADLINE]
+    return f"| *{name}* | " + " | ".join(cells) + " | – |"
 
 
 def write_markdown(result: dict, path: Path) -> None:
@@ -157,36 +190,57 @@ def write_markdown(result: dict, path: Path) -> None:
         "",
         f"Generated by `python -m dml_core bench --profile {result['profile']}`; do not edit by hand.",
         f"Machine: {result['machine']['processor']}, {result['machine']['cpus']} CPUs ({result['machine']['platform']}).",
-        "Every method trains on the same cached EfficientNet-Lite0 features with the same steps, batch",
-        "size, optimiser and head; metric values are means over seeds (± standard deviation).",
-        "nDCG and Spearman: higher is better; mld@10 (mean label distance of the top 10): lower is better.",
+        "Every frozen-feature method trains the same MLP head on the same cached EfficientNet-Lite0 features with the",
+        "same steps, batch size and optimiser; the `_ft` variants train a compact CNN end to end on the task's images",
+        "(`dml_core/cnn.py`), both with the same budget. Values are means over seeds (± standard deviation).",
+        "nDCG, gap closed and Spearman: higher is better; mld@10 (mean label distance of the top 10): lower is better.",
+        "*random* is the expected score of a random ranking, *oracle* the label-space ranking: every number sits",
+        "between them, and gap closed@10 says where (0 = random, 1 = oracle) for mld@10.",
         "",
         *_summary_lines(result),
     ]
+    header = "| method | " + " | ".join(METRIC_NAMES[k] for k in HEADLINE) + " | seeds |"
     for task, data in _tasks(result):
-        lines += [f"## {task}", "", "| method | nDCG@10 | nDCG@100 | mld@10 | Spearman ρ | seeds |", "|---|---|---|---|---|---|"]
+        lines += [f"## {task}", "", header, "|---|" + "---|" * (len(HEADLINE) + 1)]
         for method in METHOD_ORDER:
             if method in data["methods"]:
                 s = data["methods"][method]
                 lines.append(f"| {method} | " + " | ".join(_cell(s, k) for k in HEADLINE) + f" | {s['seeds']} |")
+        reference = data.get("reference", {})
+        for name in ("random", "oracle"):
+            if name in reference:
+                lines.append(_reference_row(name, reference[name]))
         dims = dimensions(data["dim_ablation"])
         lines += ["", "Dimension ablation (nDCG@10):", "", "| method | " + " | ".join(f"d={d}" for d in dims) + " |",
                   "|---|" + "---|" * len(dims)]
         for method, by_dim in data["dim_ablation"].items():
-            lines.append(f"| {method} | " + " | ".join(_cell(by_dim[str(d)], "ndcg@10") for d in dims) + " |")
+            lines.append(f"| {method} | " + " | ".join(_cell(by_dim[str(d)], "ndcg@10") if str(d) in by_dim else "–"
+                                                      for d in dims) + " |")
         lines += ["", f"![nDCG@K and mld@K, {task}]({plots[task]})", ""]
     lines += ["## Dimension ablation", "", f"![dimension ablation]({plots['ablation']})", ""]
     lines += _tuning_lines(result.get("tuning") or {})
+    lines += _ceiling_lines(path.parent / "docs" / "bench" / "ceiling.json")
+    lines += _scale_lines(path.parent / SCALE_JSON)
     timing = result["timing"]
     lines += [
         "## Speed",
         "",
-        f"- build: {timing['build_s']:.0f} s (" + ", ".join(f"{k} {timing['build_stages_s'][k]:.0f} s" for k in STAGE_ORDER
-                                                          if k in timing["build_stages_s"]) + ")",
+        f"- build: {timing['build_s']:.0f} s with {timing.get('build_workers', 1)} single-threaded worker process(es) on "
+        f"{timing.get('build_device', 'cpu')} (" + ", ".join(f"{k} {timing['build_stages_s'][k]:.0f} s" for k in STAGE_ORDER
+                                                            if k in timing["build_stages_s"]) + ")",
         f"- backbone features: {timing['features_img_per_s']:.0f} images/s",
         f"- one uploaded image against {len(timing['query']['models'])} models over {timing['query']['gallery']} gallery images "
         f"(decode, backbone, heads, search): p50 {timing['query_ms_p50']:.1f} ms, p95 {timing['query_ms_p95']:.1f} ms",
     ]
+    if "contention" in timing:
+        c = timing["contention"]
+        lines.append(
+            f"- training on a shared CPU (a competing process keeps 2 threads busy): the build's {c['workers']} single-threaded "
+            f"workers {c['build_steps_per_s_alone']:.1f} → {c['build_steps_per_s_shared']:.1f} steps/s, "
+            f"**slowdown {c['build_slowdown']:.2f}×**; one process with {c['workers']} threads (the layout before) "
+            f"{c['one_process_steps_per_s_alone']:.1f} → {c['one_process_steps_per_s_shared']:.1f} steps/s, "
+            f"slowdown {c['one_process_slowdown']:.2f}×"
+        )
     if "speed" in result:
         s = result["speed"]["log_ratio_loss"]
         lines.append(
@@ -194,6 +248,28 @@ def write_markdown(result: dict, path: Path) -> None:
             f"{s['per_anchor_triplets_per_s']:.3g} triplets/s ({s['speedup']:.1f}×)"
         )
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
+
+
+def _ceiling_lines(ceiling_path: Path) -> list[str]:
+    """The "Ceiling" section from ``python -m dml_core ceiling`` (docs/bench/ceiling.json), if run."""
+    ceiling = load_bench(ceiling_path)
+    if not ceiling:
+        return []
+    from .ceiling import markdown_lines
+
+    return markdown_lines(ceiling)
+
+
+#: Where ``python -m dml_core scale`` keeps its runs, relative to BENCHMARKS.md.
+SCALE_JSON = Path("docs") / "bench" / "scale.json"
+
+
+def _scale_lines(scale_path: Path) -> list[str]:
+    """The "Scale" section from ``python -m dml_core scale`` (docs/bench/scale.json), if run."""
+    from .scale import markdown_lines
+
+    scale = load_bench(scale_path)
+    return markdown_lines(scale) if scale else []
 
 
 def _summary_lines(result: dict) -> list[str]:
@@ -206,16 +282,21 @@ def _summary_lines(result: dict) -> list[str]:
         methods = data["methods"]
         parts = [f"best {METRIC_NAMES[key]}: {_best(methods, key)}" for key in HEADLINE]
         line = f"- **{task}**: " + ", ".join(parts)
-        if {"log_ratio", "binary_triplet"} <= set(methods):
-            lr, bt = methods["log_ratio"], methods["binary_triplet"]
-            line += ("; log_ratio − binary_triplet: " +
-                     ", ".join(f"{METRIC_NAMES[key]} {lr[key] - bt[key]:+.3f}" for key in ("ndcg@10", "spearman")))
+        for first, second in COMPARISONS:
+            if {first, second} <= set(methods):
+                a, b = methods[first], methods[second]
+                line += (f"; {first} − {second}: " +
+                         ", ".join(f"{METRIC_NAMES[key]} {a[key] - b[key]:+.3f}" for key in ("ndcg@10", "gap_closed@10", "spearman")
+                                   if key in a and key in b))
         ablation = data["dim_ablation"]
-        dims = dimensions(ablation)
-        if len(dims) > 1:
-            drops = {m: ablation[m][str(dims[-1])]["ndcg@10"] - ablation[m][str(dims[0])]["ndcg@10"] for m in ablation}
-            line += (f"; nDCG@10 lost from d={dims[-1]} to d={dims[0]}: " +
-                     ", ".join(f"{m} {drop:.3f}" for m, drop in drops.items()))
+        drops = {}
+        for method, by_dim in ablation.items():
+            dims = dimensions({method: by_dim})
+            if len(dims) > 1:
+                drops[method] = (dims, by_dim[str(dims[-1])]["ndcg@10"] - by_dim[str(dims[0])]["ndcg@10"])
+        if drops:
+            line += "; nDCG@10 lost from the largest to the smallest dimension: " + ", ".join(
+                f"{m} {drop:.3f} (d={dims[-1]} → {dims[0]})" for m, (dims, drop) in drops.items())
         lines.append(line)
     return [*lines, ""]
 
@@ -236,8 +317,12 @@ def _best(methods: dict, key: str) -> str:
 
 
 def _tasks(result: dict) -> list[tuple[str, dict]]:
-    """The result's tasks in the app's order (the JSON stores them sorted)."""
-    return [(t, result["tasks"][t]) for t in TASK_NAMES if t in result["tasks"]]
+    """The result's tasks in the app's order (the JSON stores them sorted): built-in, then imported."""
+    return [(t, result["tasks"][t]) for t in task_order(result["tasks"])]
+
+
+def task_order(names) -> list[str]:
+    return [t for t in TASK_NAMES if t in names] + sorted(t for t in names if t not in TASK_NAMES)
 
 
 def _tuning_lines(tuning: dict) -> list[str]:
@@ -251,7 +336,7 @@ def _tuning_lines(tuning: dict) -> list[str]:
              "method) on a validation split carved from the training images: 80 % to train on; of the other 20 %,",
              "a fifth are queries and the rest their gallery. The setting with the best validation nDCG@10 (**bold**) trains the",
              "method's models for every seed and dimension. The gallery and query splits are never looked at.", ""]
-    for task in (t for t in TASK_NAMES if t in tuning):
+    for task in task_order(tuning):
         methods = tuning[task]
         lines += [f"### {task}", "", "| method | validation nDCG@10 per setting |", "|---|---|"]
         for method in METHOD_ORDER:
@@ -283,6 +368,12 @@ def _plots(result: dict, plot_dir: Path) -> dict:
                 std = np.array([s.get(f"{key}@{k}_std", 0.0) for k in ks])
                 ax.plot(ks, mean, marker="o", ms=3, label=method, color=METHOD_COLOURS[method])
                 ax.fill_between(ks, mean - std, mean + std, alpha=0.15, color=METHOD_COLOURS[method])
+        for name, style in (("random", dict(color="#9ca3af", ls="--")), ("oracle", dict(color="#16a34a", ls=":"))):
+            reference = data.get("reference", {}).get(name, {})
+            for ax, key in zip(axes, ("ndcg", "mld")):
+                ks = [k for k in CURVE_KS if f"{key}@{k}" in reference]
+                if ks:
+                    ax.plot(ks, [reference[f"{key}@{k}"] for k in ks], label=name, lw=1.2, **style)
         for ax, title in zip(axes, ("nDCG@K (higher is better)", "mean label distance@K (lower is better)")):
             ax.set_xscale("log")
             ax.set_xlabel("K")

@@ -1,4 +1,4 @@
-"""``python -m dml_core``: build, train, evaluate, bench, query, preview.
+"""``python -m dml_core``: build, train, evaluate, bench, query, import, export, preview.
 
 Errors a person can act on (bad arguments, bad files, missing or corrupt artifacts) print one
 line on stderr and exit non-zero; set DML_DEBUG=1 to see the traceback instead.
@@ -11,15 +11,25 @@ import os
 import sys
 from pathlib import Path
 
-from .tasks import TASK_NAMES
+from .tasks import TASK_NAMES, task_names
 
 
 def _task_list(text: str) -> tuple[str, ...]:
+    """Comma-separated task names: built-in ones and those imported into DML_HOME."""
+    known = task_names()
     names = tuple(t.strip() for t in text.split(",") if t.strip())
-    unknown = [n for n in names if n not in TASK_NAMES]
+    unknown = [n for n in names if n not in known]
     if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown task(s) {', '.join(unknown) or text!r}; choose from {', '.join(TASK_NAMES)}")
+        raise argparse.ArgumentTypeError(f"unknown task(s) {', '.join(unknown) or text!r}; choose from {', '.join(known)}")
     return names
+
+
+def _task_name(text: str) -> str:
+    """One task name (built-in or imported): what ``--task`` accepts."""
+    known = task_names()
+    if text not in known:
+        raise argparse.ArgumentTypeError(f"unknown task {text!r}; choose from {', '.join(known)}")
+    return text
 
 
 def _positive_int(text: str) -> int:
@@ -34,16 +44,28 @@ def _positive_int(text: str) -> int:
 
 def cmd_build(args) -> int:
     from .build import run_build
+    from .store import ArtifactStore, atomic_write_json
 
-    report = run_build(args.profile, args.tasks)
-    print(json.dumps(report, indent=2))
+    store = ArtifactStore()
+    report = run_build(args.profile, args.tasks, store, workers=args.workers, device=args.device, backend=_backend(args))
+    report_path = Path(args.report) if args.report else store.root / "build-report.json"
+    atomic_write_json(report_path, report)
+    stages = ", ".join(f"{name} {stage['seconds']:.0f} s" for name, stage in report["stages"].items())
+    print(f"build {args.profile}: {report['build_s']:.0f} s ({stages}); report: {report_path}")
     return 0
 
 
-def _catalog(task: str):
+def _backend(args):
+    """The search backend of ``--index`` / ``--milvus-uri``, else of DML_INDEX / DML_MILVUS_URI."""
+    from .index import backend_from_env
+
+    return backend_from_env(args.index, args.milvus_uri)
+
+
+def _catalog(task: str, backend=None):
     from .retrieval import load_catalog
 
-    return load_catalog(task)
+    return load_catalog(task, backend=backend)
 
 
 def _select_models(catalog, wanted: list[str] | None, main_only: bool = True) -> list[str]:
@@ -55,54 +77,73 @@ def _select_models(catalog, wanted: list[str] | None, main_only: bool = True) ->
     return wanted
 
 
-def cmd_evaluate(args) -> int:
-    from .metrics import evaluate
+#: The columns of ``evaluate``'s table and of its JSON rows.
+EVALUATE_COLUMNS = {"ndcg@10": "nDCG@10", "ndcg@100": "nDCG@100", "mld@10": "mld@10", "gap_closed@10": "gap closed@10",
+                    "spearman": "Spearman"}
 
-    catalog = _catalog(args.task)
-    rows = {}
+
+def cmd_evaluate(args) -> int:
+    from .export import PER_QUERY_KEYS, per_query_evaluation, query_records
+
+    if args.per_query and not args.json:
+        raise ValueError("--per-query needs --json FILE to write the per-query records to")
+    catalog = _catalog(args.task, _backend(args))
+    rows, per_query, reference = {}, {}, {}
     for model_id in _select_models(catalog, args.models, main_only=False):
-        model = catalog.models[model_id]
-        result = evaluate(model.query, model.gallery, catalog.label_dist, metric=model.meta["metric"])
-        rows[model_id] = {k: round(float(result[k]), 4) for k in ("ndcg@10", "ndcg@100", "mld@10", "spearman")}
-    width = max(len(m) for m in rows)
-    print(f"{'model':<{width}}  nDCG@10  nDCG@100  mld@10  Spearman")
-    for model_id, row in rows.items():
-        print(f"{model_id:<{width}}  {row['ndcg@10']:7.4f}  {row['ndcg@100']:8.4f}  {row['mld@10']:6.4f}  {row['spearman']:8.4f}")
+        result = per_query_evaluation(catalog.models[model_id], catalog.label_dist)  # the backend's own ranking
+        rows[model_id] = {k: round(result["means"][k], 4) for k in EVALUATE_COLUMNS}
+        reference = result["reference"]  # the same for every model: it depends on the labels only
+        if args.per_query:
+            per_query[model_id] = {"summary": {k: result["means"][k] for k in PER_QUERY_KEYS},
+                                   "queries": query_records(result["per_query"])}
+    reference = {name: {k: round(scores[k], 4) for k in EVALUATE_COLUMNS} for name, scores in reference.items()}
+    width = max(len(m) for m in [*rows, "(random)"])
+    print(f"{'model':<{width}}  " + "  ".join(EVALUATE_COLUMNS.values()))
+    for model_id, row in [*rows.items(), *((f"({name})", scores) for name, scores in reference.items())]:
+        print(f"{model_id:<{width}}  " + "  ".join(f"{row[k]:{len(name)}.4f}" for k, name in EVALUATE_COLUMNS.items()))
+    print("gap closed@10: where mld@10 stands between random retrieval (0) and the oracle (1)")
     if args.json:
-        out = {"task": args.task, "queries": len(catalog.queries), "gallery": len(catalog.gallery), "models": rows}
+        out = {"task": args.task, "queries": len(catalog.queries), "gallery": len(catalog.gallery),
+               "index": catalog.backend.name, "models": rows, "reference": reference}
+        if args.per_query:
+            out["per_query"] = per_query
         from .store import atomic_write_json
 
         atomic_write_json(_output_path(args.json), out)
     return 0
 
 
-def _input_roots() -> tuple[Path, ...]:
-    from .store import data_root, dml_home
-
-    return dml_home(), data_root()
+def _user_path(text: str) -> Path:
+    """A path the user typed: the CLI runs with the user's own rights, so any file they name is
+    theirs to read or write (the web app confines its paths; the command line does not)."""
+    if not text or "\x00" in text:
+        raise ValueError(f"not a usable path: {text!r}")
+    return Path(text).expanduser()
 
 
 def _output_path(text: str) -> Path:
-    """Reports go under the working directory, the artifacts or the data directory."""
-    from .store import confine_user_path
-
-    return confine_user_path(text, (Path.cwd(), *_input_roots()))
+    path = _user_path(text)
+    if path.is_dir():
+        raise ValueError(f"{text} is a directory; name a file to write")
+    return path
 
 
 def _read_image_bytes(name: str) -> bytes:
-    """The bytes of ``--image``: a file under the artifacts or data directory, or ``-`` for stdin;
-    never more than the upload limit is read."""
+    """The bytes of ``--image``: any file the user names, or ``-`` for stdin; never more than the
+    upload limit is read."""
     from .images import MAX_BYTES, ImageInputError
-    from .store import confine_user_path
 
     if name == "-":
         data = sys.stdin.buffer.read(MAX_BYTES + 1)
     else:
-        path = confine_user_path(name, _input_roots())
+        path = _user_path(name)
         if not path.is_file():
             raise ValueError(f"{name}: no such file")
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_BYTES + 1)
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read(MAX_BYTES + 1)
+        except OSError as exc:
+            raise ValueError(f"{name}: cannot be read ({exc.strerror or exc})") from None
     if len(data) > MAX_BYTES:
         raise ImageInputError(f"the file is larger than the {MAX_BYTES / 2**20:.0f} MB limit")
     return data
@@ -112,21 +153,22 @@ def cmd_query(args) -> int:
     from .images import ImageInputError
     from .views import query_with_image_bytes
 
-    catalog = _catalog(args.task)
+    catalog = _catalog(args.task, _backend(args))
     model_ids = _select_models(catalog, args.models)
     if args.image:
         try:  # the Upload page's path: decode, backbone, heads, search
             result = query_with_image_bytes(catalog, _read_image_bytes(args.image), model_ids, args.k, place_on=[])
         except ImageInputError as exc:
             raise ImageInputError(f"{args.image} cannot be used: {exc}") from None
-        hits, timings = result.hits, result.timings_ms
+        hits, timings, typicality = result.hits, result.timings_ms, result.typicality
     else:
-        hits, timings = catalog.hits_for_text(args.text, args.models, args.k)
+        (hits, timings), typicality = catalog.hits_for_text(args.text, args.models, args.k), None
     if args.json:
         out = {
             "task": args.task,
             "query": {"image": args.image} if args.image else {"text": args.text},
             "timings_ms": {k: round(v, 2) for k, v in timings.items()},
+            "typicality": None if typicality is None else typicality.to_dict(),
             "models": {
                 model_id: [{"rank": r + 1, "gallery_id": h.gallery_index, "distance": round(h.distance, 6),
                             "label_distance": None if h.label_distance is None else round(h.label_distance, 6)}
@@ -138,18 +180,30 @@ def cmd_query(args) -> int:
         return 0
     for model_id, model_hits in hits.items():
         print(f"{model_id}: " + "  ".join(f"#{h.gallery_index} ({h.distance:.3f})" for h in model_hits))
+    if typicality is not None:
+        print(("unfamiliar image: " if typicality.unfamiliar else "typical image: ") + typicality.summary())
     print(f"({timings['total_ms']:.1f} ms)")
     return 0
 
 
 def cmd_train(args) -> int:
-    from .build import ModelSpec, TaskFeatures, stored_profile, train_model
+    from . import distributed
+    from .build import ModelSpec, TaskFeatures, resolve_device, stored_profile, train_model
     from .store import ArtifactStore
 
     store = ArtifactStore()
     profile = stored_profile(store, args.task)
     spec = ModelSpec(args.method, args.dim, args.seed, prefix=args.prefix)
-    model_id = train_model(TaskFeatures(store, args.task), spec, profile, steps=args.steps, origin="cli")
+    device = resolve_device(args.device)
+    if args.distributed:
+        device = distributed.init_from_env(device)
+    try:
+        model_id = train_model(TaskFeatures(store, args.task), spec, profile, steps=args.steps, origin="cli", device=device)
+        main_process = distributed.is_main_process()
+    finally:
+        distributed.shutdown()
+    if not main_process:
+        return 0
     meta = store.manifest(args.task, "models", model_id)["meta"]
     print(json.dumps({"model_id": model_id, "metrics": meta["metrics"]}, indent=2))
     return 0
@@ -159,11 +213,13 @@ def cmd_bench(args) -> int:
     from .bench import run_bench
 
     json_path, markdown_path = _output_path(args.json), _output_path(args.markdown) if args.markdown else None
-    result = run_bench(args.profile, json_path, args.tasks, markdown_path=markdown_path)
+    result = run_bench(args.profile, json_path, args.tasks, markdown_path=markdown_path, workers=args.workers,
+                       device=args.device)
     timing = result["timing"]
     print(f"wrote {args.json}" + (f" and {args.markdown}" if args.markdown else ""))
     print(f"build {timing['build_s']:.1f} s · features {timing['features_img_per_s']:.0f} img/s · "
-          f"query p50 {timing['query_ms_p50']:.1f} ms, p95 {timing['query_ms_p95']:.1f} ms")
+          f"query p50 {timing['query_ms_p50']:.1f} ms, p95 {timing['query_ms_p95']:.1f} ms"
+          + (f" · contention slowdown {timing['contention_slowdown']:.2f}x" if "contention_slowdown" in timing else ""))
     return 0
 
 
@@ -179,10 +235,97 @@ def cmd_preview(args) -> int:
     return 0
 
 
+def cmd_import(args) -> int:
+    from .importer import import_dataset, parse_fractions, print_skip
+
+    columns = [c.strip() for c in args.label_columns.split(",") if c.strip()] if args.label_columns else None
+    report = import_dataset(
+        args.task, args.format, images=_user_path(args.images) if args.images else None,
+        labels=_user_path(args.labels) if args.labels else None, root=_user_path(args.root) if args.root else None,
+        distance=args.distance, fractions=parse_fractions(args.split), seed=args.seed, label_columns=columns,
+        replace=args.replace, title=args.title, on_skip=print_skip,
+    )
+    print(report.summary())
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .export import write_projector
+
+    catalog = _catalog(args.task)
+    out = _user_path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{args.out} is a file; name a folder to write the Projector files into")
+    written = write_projector(catalog, args.model, out, sprite=not args.no_sprite)
+    print(f"wrote {', '.join(p.name for p in written)} to {out} ({len(catalog.gallery)} gallery embeddings of "
+          f"{args.model}); load them at https://projector.tensorflow.org or with TensorBoard")
+    return 0
+
+
+def cmd_ceiling(args) -> int:
+    from .ceiling import run_ceiling
+    from .store import atomic_write_json
+
+    result = run_ceiling(args.tasks, regimes=not args.no_regimes, regime_tasks=args.regime_tasks)
+    out = _output_path(args.json)
+    atomic_write_json(out, result)
+    print(f"wrote {out}; `python -m dml_core bench` renders it as BENCHMARKS.md's Ceiling section")
+    return 0
+
+
+def cmd_scale(args) -> int:
+    from .bench import SCALE_JSON
+    from .scale import NAMES, ScaleInputError, merge_run, run_scale, write_section
+
+    out = _output_path(args.json)
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    run = run_scale(args.n, args.dim, args.queries, args.k, backends, task=args.task, model=args.model,
+                    milvus_uri=args.milvus_uri, milvus_max_n=args.milvus_max_n, seed=args.seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    merged = merge_run(out, run)
+    print(f"N = {run['n']:,}, d = {run['dim']}, vectors: {run['data']['source']}")
+    recall = f"recall@{run['k']}"
+    for row in run["backends"]:
+        print(f"  {NAMES[row['name']]:<20} build {row['build_s']:8.1f} s  p50 {row['query_ms_p50']:8.2f} ms  "
+              f"p95 {row['query_ms_p95']:8.2f} ms  {recall} {row[recall]:.3f}")
+    for row in run["skipped"]:
+        print(f"  {NAMES[row['name']]:<20} not run: {row['reason']}")
+    print(f"wrote {out}")
+    if args.markdown:
+        markdown = _output_path(args.markdown)
+        if out.resolve() != (markdown.parent / SCALE_JSON).resolve():
+            raise ScaleInputError(f"{markdown} renders {markdown.parent / SCALE_JSON}, not {out}; not updated")
+        if not markdown.is_file():
+            raise ScaleInputError(f"{markdown}: no such file; python -m dml_core bench writes it")
+        write_section(markdown, merged)
+        print(f"updated the Scale section of {markdown}")
+    return 0
+
+
 def _method_ids() -> list[str]:
     from .methods import METHODS
 
     return list(METHODS)
+
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _add_speed_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=_positive_int, default=None,
+                        help="single-threaded processes for tuning and training (default: one per core)")
+    parser.add_argument("--device", choices=DEVICES, default="auto",
+                        help="features and training on a CUDA GPU when torch sees one (auto), or force cpu / cuda")
+
+
+def _add_index_arguments(parser: argparse.ArgumentParser) -> None:
+    from .index import BACKEND_NAMES
+
+    parser.add_argument("--index", choices=BACKEND_NAMES, default=None,
+                        help="search backend (default: DML_INDEX, else faiss: exact, in-process)")
+    parser.add_argument("--milvus-uri", default=None, metavar="URI",
+                        help="Milvus server, e.g. http://127.0.0.1:19530 (default: DML_MILVUS_URI, else a Milvus Lite "
+                             "file under DML_HOME); implies --index milvus")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -191,33 +334,42 @@ def build_parser() -> argparse.ArgumentParser:
 
     build = sub.add_parser("build", help="generate data, features, models, indexes and projections")
     build.add_argument("--profile", choices=["tiny", "quick", "full"], default="quick")
-    build.add_argument("--tasks", type=_task_list, default=TASK_NAMES, help="comma-separated, e.g. pose,layout")
+    build.add_argument("--tasks", type=_task_list, default=TASK_NAMES, help="comma-separated, e.g. pose,layout or an imported task (default: the built-in tasks)")
+    _add_speed_arguments(build)
+    _add_index_arguments(build)
+    build.add_argument("--report", help="where to write the build report (default: DML_HOME/build-report.json)")
     build.set_defaults(func=cmd_build)
 
     train = sub.add_parser("train", help="train one model on the built features of a task")
-    train.add_argument("--task", choices=TASK_NAMES, required=True)
+    train.add_argument("--task", type=_task_name, required=True, metavar="TASK")
     train.add_argument("--method", choices=_method_ids(), required=True)
     train.add_argument("--dim", type=_positive_int, default=128)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--steps", type=_positive_int, default=None, help="default: the build profile's")
     train.add_argument("--prefix", default="cli-", help="model id prefix, so the build's models are never replaced")
+    train.add_argument("--device", choices=DEVICES, default="auto", help="auto: a CUDA GPU when torch sees one")
+    train.add_argument("--distributed", action="store_true",
+                       help="one model over the processes torchrun starts (DDP; gloo on CPU, NCCL on GPU)")
     train.set_defaults(func=cmd_train)
 
     evaluate = sub.add_parser("evaluate", help="nDCG@K, mean label distance@K and Spearman of built models")
-    evaluate.add_argument("--task", choices=TASK_NAMES, required=True)
+    evaluate.add_argument("--task", type=_task_name, required=True, metavar="TASK")
     evaluate.add_argument("--models", nargs="+", help="model ids (default: all)")
     evaluate.add_argument("--json", help="also write the results to this JSON file")
+    evaluate.add_argument("--per-query", action="store_true",
+                          help="with --json: every model's scores for each query, and their means")
+    _add_index_arguments(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
 
     query = sub.add_parser("query", help="retrieve gallery images for an image (or a text, caption task)")
-    query.add_argument("--task", choices=TASK_NAMES, required=True)
+    query.add_argument("--task", type=_task_name, required=True, metavar="TASK")
     source = query.add_mutually_exclusive_group(required=True)
-    source.add_argument("--image", help="PNG, JPEG, WebP, BMP or GIF file under the data (DML_DATA, default ./data) "
-                        "or artifacts directory; '-' reads it from stdin")
+    source.add_argument("--image", help="PNG, JPEG, WebP, BMP or GIF file; '-' reads it from stdin")
     source.add_argument("--text", help="a sentence (caption task, needs a cross-modal model)")
     query.add_argument("--models", nargs="+", help="model ids (default: the main models)")
     query.add_argument("--k", type=_positive_int, default=10)
     query.add_argument("--json", action="store_true", help="print JSON: ranked gallery ids with distances")
+    _add_index_arguments(query)
     query.set_defaults(func=cmd_query)
 
     bench = sub.add_parser("bench", help="build, measure every model and the speed; write JSON and BENCHMARKS.md")
@@ -225,10 +377,59 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--tasks", type=_task_list, default=TASK_NAMES)
     bench.add_argument("--json", required=True, help="where to write the results")
     bench.add_argument("--markdown", default="BENCHMARKS.md", help="report to regenerate ('' to skip)")
+    _add_speed_arguments(bench)
     bench.set_defaults(func=cmd_bench)
 
+    from .tasks.imported import DISTANCES, FORMATS
+
+    imports = sub.add_parser("import", help="a data set on disk as a new task: images + label CSV, or MPII / LSUN / COCO")
+    imports.add_argument("--task", required=True, help="name of the new task (lower-case letters, digits, _ and -)")
+    imports.add_argument("--format", choices=FORMATS, required=True)
+    imports.add_argument("--images", help="folder: the image folder (the CSV's paths are relative to it)")
+    imports.add_argument("--labels", help="folder: CSV with a 'file' column and numeric label columns")
+    imports.add_argument("--label-columns", help="folder: comma-separated label columns (default: every numeric column)")
+    imports.add_argument("--root", help="mpii / lsun / coco: the data set's folder (or its annotation file)")
+    imports.add_argument("--distance", choices=DISTANCES, default="euclidean",
+                         help="folder: label distance on the standardised label columns")
+    imports.add_argument("--split", default="0.7,0.2,0.1", help="train,gallery,query fractions (default 0.7,0.2,0.1)")
+    imports.add_argument("--seed", type=int, default=0, help="seed of the random split")
+    imports.add_argument("--title", help="what the app's task picker shows (default: the name)")
+    imports.add_argument("--replace", action="store_true", help="import again over an earlier import of this name")
+    imports.set_defaults(func=cmd_import)
+
+    export = sub.add_parser("export", help="a model's gallery embeddings and metadata as TensorBoard Projector TSV")
+    export.add_argument("--task", type=_task_name, required=True, metavar="TASK")
+    export.add_argument("--model", required=True, help="model id, e.g. log_ratio-d128-s0 (see evaluate)")
+    export.add_argument("--out", required=True, help="folder for tensors.tsv, metadata.tsv, sprite.jpg, projector_config.pbtxt")
+    export.add_argument("--no-sprite", action="store_true", help="leave out the thumbnails sheet (sprite.jpg)")
+    export.set_defaults(func=cmd_export)
+
+    ceiling = sub.add_parser("ceiling", help="what limits quality: label readouts, resolution, steps, d, embedders")
+    ceiling.add_argument("--tasks", type=_task_list, default=("pose", "layout"))
+    ceiling.add_argument("--json", default="docs/bench/ceiling.json")
+    ceiling.add_argument("--no-regimes", action="store_true", help="skip the (slow) embedder comparison")
+    ceiling.add_argument("--regime-tasks", type=_task_list, default=("pose",), help="tasks for the embedder comparison")
+    ceiling.set_defaults(func=cmd_ceiling)
+
+    from .scale import BACKENDS, DEFAULT_BACKENDS
+
+    scale = sub.add_parser("scale", help="build and query search indexes over N vectors: FAISS flat / HNSW / IVF-PQ, Milvus")
+    scale.add_argument("--n", type=_positive_int, required=True, help="vectors in the index (a built model's gallery, extended)")
+    scale.add_argument("--dim", type=_positive_int, default=128, help="their dimension (a built model of this d is used)")
+    scale.add_argument("--queries", type=_positive_int, default=100)
+    scale.add_argument("--k", type=_positive_int, default=10)
+    scale.add_argument("--backends", default=",".join(DEFAULT_BACKENDS), help=f"comma-separated from {', '.join(BACKENDS)}")
+    scale.add_argument("--task", type=_task_name, default=None, metavar="TASK", help="take the model from this task")
+    scale.add_argument("--model", default=None, help="this model's gallery (default: a log_ratio model of d = --dim)")
+    scale.add_argument("--milvus-uri", default=None, metavar="URI", help="measure Milvus on this server (default: Milvus Lite)")
+    scale.add_argument("--milvus-max-n", type=_positive_int, default=1_000_000, help="largest N tried on Milvus Lite")
+    scale.add_argument("--seed", type=int, default=0)
+    scale.add_argument("--json", default="docs/bench/scale.json", help="results file (runs of other N are kept)")
+    scale.add_argument("--markdown", default="", help="also rewrite the Scale section of this BENCHMARKS.md (the rest stays)")
+    scale.set_defaults(func=cmd_scale)
+
     preview = sub.add_parser("preview", help="contact sheet of generated images with their labels")
-    preview.add_argument("--task", choices=TASK_NAMES, required=True)
+    preview.add_argument("--task", type=_task_name, required=True, metavar="TASK")
     preview.add_argument("--n", type=_positive_int, default=36)
     preview.add_argument("--seed", type=int, default=0)
     preview.add_argument("--size", type=_positive_int, default=128)

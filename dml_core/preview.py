@@ -9,9 +9,19 @@ from .tasks import get_task
 
 
 def contact_sheet(task_name: str, n: int = 36, seed: int = 0, size: int = 128, tile: int = 256) -> Image.Image:
-    """A grid of ``n`` generated images of ``task_name``, each with its label drawn by the task."""
+    """A grid of ``n`` generated images of ``task_name``, each with its label drawn by the task
+    (for an imported task, its first ``n`` stored training images)."""
     task = get_task(task_name)
-    data = task.generate(n, seed=seed, size=size)
+    if task.has_generator:
+        data = task.generate(n, seed=seed, size=size)
+    else:
+        from .data import load_split
+        from .store import ArtifactStore
+        from .tasks.imported import SOURCE
+
+        data = load_split(ArtifactStore(), task_name, "train", kind=SOURCE)
+        n = min(n, len(data))
+        data = data.subset(range(n))
     tiles = []
     for i in range(n):
         meta = {key: values[i] for key, values in data.meta.items()}

@@ -1,26 +1,28 @@
 """Query-time access to built artifacts: what the app and ``python -m dml_core query`` use.
 
 ``load_catalog(task)`` reads one task's gallery, queries and models once (memory-mapped
-images, FAISS indexes, projections, heads); it is shared by every page and session. A query
-image runs the backbone once, then every selected model's head, then each model's index.
+images, search indexes (FAISS or Milvus, see ``dml_core.index``), projections, heads); it is
+shared by every page and session. A query image runs the backbone once, then every selected
+model's head, then each model's index.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 from functools import cached_property
 
 import numpy as np
 
 from . import build
 from .data import load_split
-from .index import Index, load_index, search
+from .index import Backend, SearchIndex, backend_from_env, check_backend, open_gallery_index, search
 from .projection import Projection, load_projection, place
 from .store import ArtifactError, ArtifactStore, CorruptArtifact, MissingArtifact
 from .tasks import TaskData, get_task
 
 #: Models shown first, in this order, when present.
-DISPLAY_ORDER = ("log_ratio", "binary_triplet", "dense_triplet", "contrastive", "imagenet", "cross_modal", "clip")
+DISPLAY_ORDER = ("log_ratio", "binary_triplet", "rank_n_contrast", "dense_triplet", "contrastive", "imagenet", "cross_modal", "clip")
 
 
 @dataclass
@@ -31,7 +33,7 @@ class Model:
     meta: dict
     gallery: np.ndarray
     query: np.ndarray
-    index: Index
+    index: SearchIndex  # FAISS or Milvus, as the catalog's backend says
     projection: Projection | None
     head: object = None
 
@@ -45,13 +47,30 @@ class Model:
             return "ImageNet features"
         return f"{self.method.replace('_', ' ')} · d={self.meta['dim']}" + (f" · seed {self.meta['seed']}" if self.meta["seed"] else "")
 
+    @property
+    def embeds_images(self) -> bool:
+        """True for CNN models, which embed images (at ``cnn.CNN_IMAGE_SIZE``), not backbone features."""
+        return self.meta.get("feature_mode", "").startswith("images")
+
     def embed_features(self, features: np.ndarray) -> np.ndarray:
         """Embeddings of backbone features (``TRAIN_MODE``) for this model."""
+        if self.embeds_images:
+            raise ValueError(f"{self.id} embeds images, not backbone features")
         if self.head is None:
             return build.pooled_from_spatial(features).astype(np.float32)
         from .train import embed
 
         return embed(self.head, features)
+
+    def embed_images(self, images: np.ndarray, features: "Callable[[], np.ndarray]") -> np.ndarray:
+        """Embeddings of uint8 images (N, S, S, 3) at the task's size; ``features()`` gives their
+        backbone features (computed once, by the caller, for every model that needs them)."""
+        if not self.embeds_images:
+            return self.embed_features(features())
+        from .cnn import CNN_IMAGE_SIZE, downsample
+        from .train import embed
+
+        return embed(self.head, downsample(images, CNN_IMAGE_SIZE))
 
 
 @dataclass
@@ -71,6 +90,8 @@ class Catalog:
     label_dist: np.ndarray  # (n_query, n_gallery)
     models: dict[str, Model] = field(default_factory=dict)
     damaged: dict[str, str] = field(default_factory=dict)  # model id -> why it was not loaded
+    cache: dict = field(default_factory=dict, repr=False)  # derived per-catalog data (e.g. per-query scores)
+    backend: Backend = field(default_factory=Backend)  # what every model's gallery is searched with
 
     @cached_property
     def task(self):
@@ -105,18 +126,32 @@ class Catalog:
         order = np.argsort(self.label_dist[query_index], kind="stable")[:k]
         return [Hit(int(i), 0.0, float(self.label_dist[query_index, i])) for i in order]
 
+    def feature_function(self, images: np.ndarray, timings: dict) -> "Callable[[], np.ndarray]":
+        """``features()``: the backbone features of ``images``, computed on the first call only
+        (CNN models do not need them), its time recorded as ``timings["backbone_ms"]``."""
+        cache: list[np.ndarray] = []
+
+        def features() -> np.ndarray:
+            if not cache:
+                start = time.perf_counter()
+                cache.append(self.query_features(images))
+                timings["backbone_ms"] = (time.perf_counter() - start) * 1000
+            return cache[0]
+
+        return features
+
     def hits_for_image(self, image_array: np.ndarray, model_ids: list[str], k: int = 10) -> tuple[dict[str, list[Hit]], dict]:
         """Top-``k`` hits of one uint8 image for each model, plus timings in ms."""
         start = time.perf_counter()
-        features = self.query_features(image_array[None])
-        timings = {"backbone_ms": (time.perf_counter() - start) * 1000}
+        timings = {"backbone_ms": 0.0}
+        features = self.feature_function(image_array[None], timings)
         out = {}
         for model_id in model_ids:
-            step = time.perf_counter()
-            embedding = self.models[model_id].embed_features(features)
+            step, backbone_before = time.perf_counter(), timings["backbone_ms"]
+            embedding = self.models[model_id].embed_images(image_array[None], features)
             distances, ids = self.search(model_id, embedding, k)
             out[model_id] = [Hit(int(i), float(d), None) for d, i in zip(distances[0], ids[0])]
-            timings[f"{model_id}_ms"] = (time.perf_counter() - step) * 1000
+            timings[f"{model_id}_ms"] = (time.perf_counter() - step) * 1000 - (timings["backbone_ms"] - backbone_before)
         timings["total_ms"] = (time.perf_counter() - start) * 1000
         return out, timings
 
@@ -144,7 +179,8 @@ class Catalog:
         return out, {"total_ms": (time.perf_counter() - start) * 1000}
 
     def embed_image(self, image_array: np.ndarray, model_id: str) -> np.ndarray:
-        return self.models[model_id].embed_features(self.query_features(image_array[None]))
+        images = image_array[None]
+        return self.models[model_id].embed_images(images, lambda: self.query_features(images))
 
     def place(self, model_id: str, embedding: np.ndarray) -> np.ndarray | None:
         """2-D position of a new embedding on the model's gallery projection."""
@@ -158,10 +194,10 @@ class Catalog:
         from .metrics import mean_label_distance_at_k, ndcg_at_k
 
         model = self.models[model_id]
-        _, ids = self.search(model_id, model.query[query_index : query_index + 1], len(self.gallery))
+        _, ids = self.search(model_id, model.query[query_index : query_index + 1], k)
         row = self.label_dist[query_index]
         ranked = row[ids[0]]
-        return {"ndcg": float(ndcg_at_k(ranked, np.sort(row), k)), "mld": float(mean_label_distance_at_k(ranked, k))}
+        return {"ndcg": float(ndcg_at_k(ranked, np.sort(row)[:len(ranked)], k)), "mld": float(mean_label_distance_at_k(ranked, k))}
 
 
 def _display_rank(method: str) -> int:
@@ -171,7 +207,7 @@ def _display_rank(method: str) -> int:
     return len(DISPLAY_ORDER)
 
 
-def load_model(store: ArtifactStore, task_name: str, model_id: str) -> Model:
+def load_model(store: ArtifactStore, task_name: str, model_id: str, backend: Backend | None = None) -> Model:
     key = (task_name, "models", model_id)
     meta = store.verify(*key, full=True)["meta"]  # never load an altered index or projection
     directory = store.path(*key)
@@ -186,26 +222,29 @@ def load_model(store: ArtifactStore, task_name: str, model_id: str) -> Model:
         meta=meta,
         gallery=store.load_array(*key, name="gallery.npy"),
         query=store.load_array(*key, name="query.npy"),
-        index=load_index(directory / "index.faiss"),
+        index=open_gallery_index(store, task_name, model_id, backend),
         projection=load_projection(projection_path) if projection_path.is_file() else None,
         head=head,
     )
 
 
-def load_catalog(task_name: str, store: ArtifactStore | None = None) -> Catalog:
-    """Load what ``build`` made for ``task_name``; MissingArtifact says to run the build."""
+def load_catalog(task_name: str, store: ArtifactStore | None = None, backend: Backend | None = None) -> Catalog:
+    """Load what ``build`` made for ``task_name``; MissingArtifact says to run the build. ``backend``
+    (default: ``DML_INDEX`` / ``DML_MILVUS_URI``, see ``dml_core.index``) searches the galleries."""
     store = store or ArtifactStore()
+    backend = backend or backend_from_env()
     try:
         gallery = load_split(store, task_name, "gallery")
         queries = load_split(store, task_name, "query")
         label_dist = build.query_gallery_label_distance(store, task_name)
     except MissingArtifact as exc:
         raise MissingArtifact(f"{exc}. Build it first: python -m dml_core build") from None
-    catalog = Catalog(task_name, gallery, queries, label_dist)
+    check_backend(backend, store)  # an unreachable server is one error, not one per model
+    catalog = Catalog(task_name, gallery, queries, label_dist, backend=backend)
     profile = store.manifest(task_name, "data", "gallery")["meta"].get("profile")
     for model_id in store.list(task_name, "models", valid_only=False):
         try:
-            model = load_model(store, task_name, model_id)
+            model = load_model(store, task_name, model_id, backend)
         except (ArtifactError, RuntimeError, ValueError, OSError) as exc:  # checksum, checkpoint, index errors
             catalog.damaged[model_id] = " ".join(str(exc).split())
             continue

@@ -21,22 +21,28 @@ from PIL import Image
 from .images import decode_image, to_square_array
 
 # ------------------------------------------------------------------------------- methods
-#: Colour per method id (prefix match, longest first). Warm = binary, violet = continuous.
+#: Colour per method id (prefix match, longest first). Warm = binary, violet = continuous,
+#: grey = pretrained; within a family, hues and lightness far enough apart (CIEDE2000 ≥ 18 for
+#: methods shown together, mostly ≥ 24) that compared methods never look alike.
 METHOD_COLOURS = {
     "log_ratio": "#6d28d9",
     "dense_triplet": "#a78bfa",
-    "binary_triplet_hard": "#c2410c",
-    "binary_triplet_semihard": "#fb923c",
-    "binary_triplet_easy": "#fdba74",
-    "binary_triplet_batch_hard": "#9a3412",
+    "rank_n_contrast": "#2563eb",
+    "log_ratio_ft": "#3b0764",
+    "binary_triplet_ft": "#7c2d12",
+    "binary_triplet_hard": "#991b1b",
+    "binary_triplet_semihard": "#db2777",
+    "binary_triplet_easy": "#a16207",
+    "binary_triplet_batch_hard": "#4c0519",
     "binary_triplet": "#ea580c",
-    "contrastive": "#f59e0b",
+    "contrastive": "#eab308",
     "cross_modal": "#0d9488",
     "imagenet": "#6b7280",
-    "clip": "#475569",
+    "clip": "#1e293b",
 }
-FAMILY_OF = {"log_ratio": "continuous", "dense_triplet": "continuous", "binary_triplet": "binary",
-             "contrastive": "binary", "cross_modal": "cross-modal", "imagenet": "pretrained", "clip": "pretrained"}
+FAMILY_OF = {"log_ratio": "continuous", "dense_triplet": "continuous", "rank_n_contrast": "continuous",
+             "binary_triplet": "binary", "contrastive": "binary", "cross_modal": "cross-modal", "imagenet": "pretrained",
+             "clip": "pretrained"}
 
 #: One-line definitions shown on the Benchmarks page (and as tooltips).
 METHOD_DEFINITIONS = {
@@ -55,7 +61,14 @@ METHOD_DEFINITIONS = {
                      "label-closer of i and j is the positive. Continuous supervision.",
     "log_ratio": "Log-ratio loss (Kim et al. 2019): (log D(f_a,f_i)/D(f_a,f_j) − log D(y_a,y_i)/D(y_a,y_j))², "
                  "so ratios of embedding distances match ratios of label distances. Continuous supervision.",
+    "rank_n_contrast": "Rank-N-Contrast (Zha et al. 2023): for every pair (i, j), j is contrasted against every k "
+                       "farther from i in label space, so the embedding ranks neighbours by label distance. Continuous "
+                       "supervision.",
     "cross_modal": "Images and caption embeddings trained into one space, so a text finds images.",
+    "log_ratio_ft": "Log-ratio loss with dense mining, trained end to end: a compact CNN on the task's images "
+                    "(64 px) instead of a head on frozen ImageNet features.",
+    "binary_triplet_ft": "Binary triplet loss, trained end to end: a compact CNN on the task's images (64 px) "
+                         "instead of a head on frozen ImageNet features.",
 }
 METRIC_DEFINITIONS = {
     "nDCG@K": "Normalised discounted cumulative gain of the top K: relevance r = 1/(1 + d) with d the label "
@@ -98,8 +111,12 @@ def model_label(model) -> str:
     meta = model.meta
     if meta["method"] in ("imagenet", "clip"):
         return "ImageNet features" if meta["method"] == "imagenet" else "CLIP features"
-    name = meta["method"].replace("_", " ")
-    parts = [name, f"d={meta['dim']}"]
+    from .methods import FINE_TUNED_SUFFIX, base_method
+
+    parts = [base_method(meta["method"]).replace("_", " ")]
+    if meta["method"].endswith(FINE_TUNED_SUFFIX):
+        parts.append("CNN end to end")
+    parts.append(f"d={meta['dim']}")
     if meta.get("seed"):
         parts.append(f"seed {meta['seed']}")
     if meta.get("origin") == "lab":
@@ -164,49 +181,100 @@ def data_uri(array: np.ndarray, fmt: str = "JPEG") -> str:
 
 
 class Thumbnails:
-    """Data URIs of a split's images, encoded once (JPEG q90: ~6 KB for a 128 px tile)."""
+    """Data URIs of a split's images, encoded once (JPEG q90: ~6 KB for a 128 px tile).
 
-    def __init__(self, data):
-        self.data = data
-        self._cache: dict[int, str] = {}
+    With a ``task``, ``overlay(i)`` is the image with its label drawn (pose skeleton, layout
+    edges, first caption) by ``task.draw_label``, at ``OVERLAY_SIZE`` px, so a person can judge
+    by eye how similar two results' labels are.
+    """
+
+    OVERLAY_SIZE = 176
+
+    def __init__(self, data, task=None):
+        self.data, self.task = data, task
+        self._cache: dict[tuple[bool, int], str] = {}
         self._lock = threading.Lock()
 
-    def __getitem__(self, index: int) -> str:
-        index = int(index)
-        uri = self._cache.get(index)
+    def _uri(self, index: int, overlay: bool) -> str:
+        key = (overlay, int(index))
+        uri = self._cache.get(key)
         if uri is None:
-            uri = data_uri(self.data.images[index])
+            uri = data_uri(self._overlaid(key[1]) if overlay else self.data.images[key[1]])
             with self._lock:
-                self._cache[index] = uri
+                self._cache[key] = uri
         return uri
+
+    def _overlaid(self, index: int) -> np.ndarray:
+        drawn = self.task.draw_label(self.data.image(index), self.data.labels[index], image_meta(self.data, index))
+        width = self.OVERLAY_SIZE
+        return np.asarray(drawn.convert("RGB").resize((width, round(width * drawn.height / drawn.width)), Image.Resampling.LANCZOS))
+
+    def __getitem__(self, index: int) -> str:
+        return self._uri(index, False)
+
+    def overlay(self, index: int) -> str:
+        """The image with its label drawn; the plain image when the task cannot draw labels."""
+        if self.task is None or not getattr(self.task, "label_drawn_on_image", False):
+            return self[index]
+        return self._uri(index, True)
 
 
 @dataclass
 class Tile:
-    """One result tile: image URI, rank, and a badge (text + colour) in its corner."""
+    """One result tile: image URI, rank, and a badge (text + colour) in its corner; ``link``
+    (a URL query string) makes the tile a link, e.g. to make the result the query."""
 
     uri: str
     rank: int | None
     badge: str | None = None
     badge_colour: str = "#475569"
     tooltip: str = ""
+    link: str | None = None
 
 
-def hit_tiles(thumbs: Thumbnails, hits, row: np.ndarray | None = None) -> list[Tile]:
+def hit_tiles(thumbs: Thumbnails, hits, row: np.ndarray | None = None, overlay: bool = False, link=None) -> list[Tile]:
     """Tiles for ranked hits; with the query's label-distance ``row`` the badge shows the label
-    distance coloured by its rank in the gallery, else the embedding distance in grey."""
+    distance coloured by its rank in the gallery, else the embedding distance in grey.
+    overlay: draw each result's label on it. link: ``gallery index -> URL query string``."""
     tiles = []
     fractions = distance_fractions(row, [h.label_distance for h in hits]) if row is not None and hits else None
     for rank, hit in enumerate(hits, 1):
+        uri = thumbs.overlay(hit.gallery_index) if overlay else thumbs[hit.gallery_index]
+        target = link(hit.gallery_index) if link else None
+        action = " · click to make it the query" if target else ""
         if fractions is not None:
             closer = 100 * (1 - fractions[rank - 1])
-            tiles.append(Tile(thumbs[hit.gallery_index], rank, f"{hit.label_distance:.3f}", quality_colour(fractions[rank - 1]),
+            tiles.append(Tile(uri, rank, f"{hit.label_distance:.3f}", quality_colour(fractions[rank - 1]),
                               f"gallery #{hit.gallery_index} · label distance {hit.label_distance:.4f} · "
-                              f"closer than {closer:.0f}% of the gallery"))
+                              f"closer than {closer:.0f}% of the gallery{action}", target))
         else:
-            tiles.append(Tile(thumbs[hit.gallery_index], rank, f"{hit.distance:.3f}", "#475569",
-                              f"gallery #{hit.gallery_index} · embedding distance {hit.distance:.4f}"))
+            tiles.append(Tile(uri, rank, f"{hit.distance:.3f}", "#475569",
+                              f"gallery #{hit.gallery_index} · embedding distance {hit.distance:.4f}{action}", target))
     return tiles
+
+
+def score_html(name: str, value: str, delta: str | None = None, good: bool | None = None, help: str = "") -> str:
+    """One compact score (name, value, optional delta coloured green / red / grey): never cut
+    off in a narrow column, unlike ``st.metric``'s label."""
+    colour = "#6b6480" if good is None else ("#15803d" if good else "#b91c1c")
+    delta_html = f'<span class="bb-delta" style="color:{colour}">{_escape(delta)}</span>' if delta else ""
+    return (f'<div class="bb-score" title="{_escape(help)}"><span class="bb-score-name">{_escape(name)}</span>'
+            f'<span class="bb-score-value">{_escape(value)}</span>{delta_html}</div>')
+
+
+def scale_html(fraction: float, value: str, random: str, best: str, colour: str = "#6d28d9",
+               caption: str = "gap closed") -> str:
+    """Where a score stands between random retrieval (left, 0) and the oracle (right, 1): a bar
+    with a marker, both ends labelled with their values (outside [0, 1] the marker is pinned
+    to the end and the number still says how far)."""
+    if fraction is None or not np.isfinite(fraction):
+        return '<div class="bb-scale-text">gap closed: undefined (every gallery image is at one label distance)</div>'
+    position = float(np.clip(fraction, 0, 1)) * 100
+    return (f'<div class="bb-scale" title="0 % = what a random ranking scores in expectation, 100 % = the oracle">'
+            f'<div class="bb-scale-bar"><div class="bb-scale-fill" style="width:{position:.1f}%;background:{colour}"></div>'
+            f'<div class="bb-scale-mark" style="left:{position:.1f}%;border-color:{colour}"></div></div>'
+            f'<div class="bb-scale-text"><span>random {_escape(random)}</span><b>{caption} {100 * fraction:.0f}% · {_escape(value)}</b>'
+            f'<span>oracle {_escape(best)}</span></div></div>')
 
 
 def tiles_html(tiles: list[Tile], min_width: int = 92) -> str:
@@ -216,7 +284,10 @@ def tiles_html(tiles: list[Tile], min_width: int = 92) -> str:
         rank = f'<span class="bb-badge">{tile.rank}</span>' if tile.rank is not None else ""
         badge = (f'<span class="bb-dist" style="background:{tile.badge_colour}">{tile.badge}</span>'
                  if tile.badge else "")
-        cells.append(f'<div class="bb-tile" title="{_escape(tile.tooltip)}"><img src="{tile.uri}" alt="">{rank}{badge}</div>')
+        cell = f'<div class="bb-tile" title="{_escape(tile.tooltip)}"><img src="{tile.uri}" alt="">{rank}{badge}</div>'
+        if tile.link:
+            cell = f'<a class="bb-tile-link" href="{_escape(tile.link)}" target="_self">{cell}</a>'
+        cells.append(cell)
     return (f'<div class="bb-grid" style="grid-template-columns:repeat(auto-fill,minmax({min_width}px,1fr))">'
             + "".join(cells) + "</div>")
 
@@ -246,21 +317,46 @@ MAX_CATEGORIES = 24  # text attributes with more values than this are not offere
 MAX_INT_CATEGORIES = 8  # integer attributes (counts, views) beyond this are ids or measurements
 
 
-def attribute_is_categorical(values) -> bool:
-    """Text with a few values, or integers with very few (counts, view ids); never floats."""
+def attribute_is_categorical(values, codes: bool = False) -> bool:
+    """Text with a few values, or integers with very few (counts, view ids); never floats.
+
+    codes: the integers are category codes (``Task.categorical``), so they count as text.
+    """
     values = list(values)
     if not values or any(isinstance(v, float) for v in values):
         return False
     distinct = len(set(map(str, values)))
-    if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
+    if not codes and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
         return distinct <= MAX_INT_CATEGORIES
     return distinct <= MAX_CATEGORIES
+
+
+def task_attribute_is_categorical(task, data, attribute: str) -> bool:
+    return attribute_is_categorical(data.meta[attribute], codes=attribute in getattr(task, "categorical", ()))
 
 
 def categorical_attributes(task, data) -> list[str]:
     """The task's attributes that make good query filters (categorical, more than one value)."""
     return [a for a in task.attributes
-            if a in data.meta and attribute_is_categorical(data.meta[a]) and len(set(map(str, data.meta[a]))) > 1]
+            if a in data.meta and task_attribute_is_categorical(task, data, a) and len(set(map(str, data.meta[a]))) > 1]
+
+
+def example_attribute(task, data) -> str | None:
+    """The attribute that names what an image shows (activity, room, category): the task's
+    first categorical one with text values, else its first categorical one."""
+    categorical = categorical_attributes(task, data)
+    return next((a for a in categorical if isinstance(data.meta[a][0], str)), categorical[0] if categorical else None)
+
+
+def example_indices(task, data, n: int = 6) -> list[int]:
+    """``n`` images that show a task's range: the first image of each value of
+    ``example_attribute`` in turn, then the following images."""
+    attribute = example_attribute(task, data)
+    first_of_value: dict[str, int] = {}
+    for index, value in enumerate(data.meta[attribute] if attribute else []):
+        first_of_value.setdefault(str(value), index)
+    picks = list(first_of_value.values())[:n]
+    return picks + [i for i in range(len(data)) if i not in picks][: n - len(picks)]
 
 
 def query_caption(task, data, index: int) -> str:
@@ -268,12 +364,22 @@ def query_caption(task, data, index: int) -> str:
     meta = image_meta(data, index)
     if "captions" in meta and len(meta["captions"]):
         return str(meta["captions"][0])
-    parts = []
-    for attribute in task.attributes[:2]:
-        if attribute in meta:
-            value = meta[attribute]
-            parts.append(f"{attribute.replace('_', ' ')} {value:.2f}" if isinstance(value, float) else f"{attribute.replace('_', ' ')} {value}")
-    return " · ".join(parts)
+    return " · ".join(f"{a.replace('_', ' ')} {format_value(meta[a])}" for a in task.attributes[:2] if a in meta)
+
+
+def format_value(value) -> str:
+    """A meta value as shown on badges and in descriptions (floats to 2 decimals)."""
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+def image_facts(task, data, index: int) -> str:
+    """Markdown: every attribute of one image (bold names), then its captions as a list."""
+    meta = image_meta(data, index)
+    facts = " · ".join(f"**{a.replace('_', ' ')}** {format_value(meta[a])}" for a in task.attributes if a in meta)
+    captions = meta.get("captions")
+    if captions is not None and len(captions):
+        facts += "\n\n" + "\n".join(f"- {caption}" for caption in captions)
+    return facts
 
 
 def compare_scores(catalog, query_index: int, model_ids: list[str], k: int) -> dict[str, dict]:
@@ -293,6 +399,7 @@ class UploadResult:
     hits: dict
     timings_ms: dict
     positions: dict = field(default_factory=dict)  # model id -> (2,) map position or None
+    typicality: object = None  # ood.Typicality: how typical the image is of the gallery (None: no ImageNet model)
 
 
 _backbone_lock = threading.Lock()
@@ -335,23 +442,25 @@ def query_with_image_bytes(catalog, data: bytes, model_ids: list[str], k: int = 
     array = to_square_array(pil, catalog.gallery.images.shape[1])
     timings = {"decode_ms": (time.perf_counter() - start) * 1000}
     ensure_backbone()
-    step = time.perf_counter()
-    features = catalog.query_features(array[None])
-    timings["backbone_ms"] = (time.perf_counter() - step) * 1000
+    timings["backbone_ms"] = 0.0
+    features = catalog.feature_function(array[None], timings)
     place_on = list(model_ids) if place_on is None else list(place_on)
     hits, positions = {}, {}
     for model_id in dict.fromkeys([*model_ids, *place_on]):
-        step = time.perf_counter()
-        embedding = catalog.models[model_id].embed_features(features)
+        step, backbone_before = time.perf_counter(), timings["backbone_ms"]
+        embedding = catalog.models[model_id].embed_images(array[None], features)
         if model_id in model_ids:
             distances, ids = catalog.search(model_id, embedding, k)
             hits[model_id] = [Hit(int(i), float(d), None) for d, i in zip(distances[0], ids[0])]
         if model_id in place_on:
             xy = catalog.place(model_id, embedding)
             positions[model_id] = None if xy is None else np.asarray(xy)[0]
-        timings[f"{model_id}_ms"] = (time.perf_counter() - step) * 1000
+        timings[f"{model_id}_ms"] = (time.perf_counter() - step) * 1000 - (timings["backbone_ms"] - backbone_before)
+    from .ood import has_reference, typicality
+
+    typical = typicality(catalog, features()) if has_reference(catalog) else None
     timings["total_ms"] = (time.perf_counter() - start) * 1000
-    return UploadResult(array, pil.size, hits, timings, positions)
+    return UploadResult(array, pil.size, hits, timings, positions, typical)
 
 
 def text_model_ids(catalog) -> list[str]:
@@ -371,7 +480,7 @@ def projection_frame(catalog, model_id: str, colour_by: str | None = None) -> pd
         if attribute in catalog.gallery.meta:
             values = catalog.gallery.meta[attribute]
             frame[attribute] = [round(v, 3) if isinstance(v, float) else v for v in values]
-    if colour_by and colour_by in frame and attribute_is_categorical(catalog.gallery.meta[colour_by]):
+    if colour_by and colour_by in frame and task_attribute_is_categorical(catalog.task, catalog.gallery, colour_by):
         frame[colour_by] = frame[colour_by].astype(str)
     return frame
 
@@ -407,9 +516,26 @@ def selected_indices(selection) -> list[int]:
     return out
 
 
+def updated_selection(held: tuple[int, list[int]] | None, side: int, indices: list[int]):
+    """The selection to show, ``(map side, gallery indices)`` or None, after map ``side``
+    reports ``indices``: a non-empty selection replaces the one held (on any map); emptying
+    the map that holds it clears it; emptying another map changes nothing."""
+    if indices:
+        return side, list(indices)
+    return None if held is None or held[0] == side else held
+
+
+def page_of(items: list, page: int, per_page: int) -> tuple[list, int, int]:
+    """Items of 1-based ``page`` (clamped to the pages there are), the page and the page count."""
+    pages = max(1, -(-len(items) // per_page))
+    page = min(max(int(page), 1), pages)
+    return items[(page - 1) * per_page: page * per_page], page, pages
+
+
 # ---------------------------------------------------------------------------- benchmarks
-HEADLINE_KEYS = ("ndcg@10", "ndcg@100", "mld@10", "spearman")
-HEADLINE_NAMES = {"ndcg@10": "nDCG@10", "ndcg@100": "nDCG@100", "mld@10": "mld@10", "spearman": "Spearman ρ"}
+HEADLINE_KEYS = ("ndcg@10", "ndcg@100", "mld@10", "gap_closed@10", "spearman")
+HEADLINE_NAMES = {"ndcg@10": "nDCG@10", "ndcg@100": "nDCG@100", "mld@10": "mld@10", "gap_closed@10": "gap closed@10",
+                  "spearman": "Spearman ρ"}
 
 
 def metrics_table(catalog, dim: int | None = None) -> pd.DataFrame:

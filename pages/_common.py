@@ -12,16 +12,14 @@ import os
 import streamlit as st
 
 from dml_core import views
+from dml_core.workers import one_thread
 from dml_core.retrieval import Catalog, load_catalog
 from dml_core.store import ArtifactError, ArtifactStore, CorruptArtifact, dml_home
-from dml_core.tasks import TASK_NAMES
+from dml_core.tasks import TASK_NAMES, get_task, task_names
 
-TASK_TITLES = {"pose": "Human pose", "layout": "Room layout", "caption": "Image captions"}
-TASK_BLURBS = {
-    "pose": "Articulated figures; label = 2-D joints; distance = mean per-joint error after normalisation.",
-    "layout": "Ray-cast rooms; label = surface segmentation; distance = fraction of pixels with another surface.",
-    "caption": "Object scenes; label = captions; distance = 1 − cosine similarity of sentence embeddings.",
-}
+TASK_TITLES = {name: get_task(name).title for name in TASK_NAMES}
+TASK_BLURBS = {name: get_task(name).description for name in TASK_NAMES}
+one_thread()  # many sessions share the cores; spinning OpenMP teams would fight over them
 BUILD_HINT = "Build it with `make run` (sets up and builds the quick profile), or `python -m dml_core build --profile quick`."
 
 
@@ -53,7 +51,7 @@ def _load(task: str, root: str, stamp: tuple) -> Catalog:
 @st.cache_resource(max_entries=12, show_spinner=False)
 def _thumbs(task: str, root: str, stamp: tuple, split: str) -> views.Thumbnails:
     catalog = _load(task, root, stamp)
-    return views.Thumbnails(catalog.gallery if split == "gallery" else catalog.queries)
+    return views.Thumbnails(catalog.gallery if split == "gallery" else catalog.queries, catalog.task)
 
 
 def catalog_or_none(task: str) -> Catalog | None:
@@ -63,7 +61,7 @@ def catalog_or_none(task: str) -> Catalog | None:
         catalog = _load(task, root, _stamp(task, root))
     except ArtifactError as exc:
         state = "has damaged artifacts" if isinstance(exc, CorruptArtifact) else "is not built yet"
-        st.warning(f"**The {TASK_TITLES.get(task, task)} task {state}** (looked in `{root}`).\n\n{BUILD_HINT}")
+        st.warning(f"**The {task_title(task)} task {state}** (looked in `{root}`).\n\n{BUILD_HINT}")
         with st.expander("Details"):
             st.text(str(exc))
         return None
@@ -84,9 +82,57 @@ def clear_catalogs() -> None:
     _thumbs.clear()
 
 
+def known_tasks() -> tuple[str, ...]:
+    """The built-in tasks and those imported into DML_HOME: the only task names a page accepts."""
+    return task_names(home())
+
+
+def task_title(task: str) -> str:
+    try:
+        return get_task(task, home()).title
+    except (ValueError, ArtifactError):  # a descriptor removed or damaged since the list was made
+        return task
+
+
+def task_blurb(task: str) -> str:
+    """The task's label and distance in a line; imported data sets say they have no generator."""
+    try:
+        info = get_task(task, home())
+    except (ValueError, ArtifactError):
+        return ""
+    return info.description + ("" if info.has_generator else " Imported data set: its own images, no generator.")
+
+
 def built_tasks() -> list[str]:
     root = home()
-    return [t for t in TASK_NAMES if os.path.isfile(os.path.join(root, t, "data", "gallery", "manifest.json"))]
+    return [t for t in known_tasks() if os.path.isfile(os.path.join(root, t, "data", "gallery", "manifest.json"))]
+
+
+# ---------------------------------------------------------------------------- deep links
+def incoming_link() -> dict[str, list[str]] | None:
+    """The URL's query parameters when they are new to this session (a link was opened or the
+    address edited), else None. Values are lists (``?models=a&models=b``); the page validates
+    every value against what is built before using it, and never builds a path from one."""
+    current = {key: st.query_params.get_all(key) for key in st.query_params}
+    if current and current != st.session_state.get("_link_state"):
+        st.session_state["_link_state"] = current
+        return current
+    return None
+
+
+def publish_link(params: dict) -> None:
+    """Put the page's state in the URL (so it can be copied and shared)."""
+    state = {key: [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)] for key, value in params.items()}
+    if state != st.session_state.get("_link_state"):
+        st.query_params.from_dict({key: values if len(values) > 1 else values[0] for key, values in state.items()})
+        st.session_state["_link_state"] = state
+
+
+def link_to(params: dict) -> str:
+    """A relative link (``?task=pose&query=g3…``) to this page in another state."""
+    from urllib.parse import urlencode
+
+    return "?" + urlencode([(k, v) for k, values in params.items() for v in (values if isinstance(values, (list, tuple)) else [values])])
 
 
 # ------------------------------------------------------------------- persistent widgets
@@ -110,14 +156,15 @@ def persist(key: str, default, options=None):
 
 def task_selector() -> str:
     """The sidebar's task picker, shared by every page (the choice survives page changes)."""
+    options = list(known_tasks())
     built = built_tasks()
     default = built[0] if built else TASK_NAMES[0]
-    remember = persist("task", default, TASK_NAMES)
+    remember = persist("task", default, options)
     task = st.sidebar.selectbox(
-        "Task", TASK_NAMES, key="task", on_change=remember,
-        format_func=lambda t: TASK_TITLES.get(t, t) + ("" if t in built else " (not built)"),
+        "Task", options, key="task", on_change=remember,
+        format_func=lambda t: task_title(t) + ("" if t in built else " (not built)"),
     )
-    st.sidebar.caption(TASK_BLURBS.get(task, ""))
+    st.sidebar.caption(task_blurb(task))
     return task
 
 
@@ -138,7 +185,7 @@ def model_picker(catalog: Catalog, key: str, label: str = "Models", max_models: 
     default = default or views.default_model_ids(catalog)
     remember = persist(f"{key}_{catalog.task_name}", default, ids)
     chosen = container.multiselect(
-        label, ids, key=f"{key}_{catalog.task_name}", on_change=remember, max_selections=max_models,
+        label, ids, key=f"{key}_{catalog.task_name}", on_change=remember, max_selections=max_models, select_all=False,
         format_func=lambda m: views.model_label(catalog.models[m]),
         help="Warm colours: binary supervision. Violet: continuous (log-ratio, dense triplet). Grey: pretrained.",
     )
@@ -188,14 +235,22 @@ def distance_legend() -> None:
     )
 
 
-def metric_table(frame, higher=("nDCG@10", "nDCG@100", "Spearman ρ"), lower=("mld@10",), height="auto"):
-    """A dataframe of metrics with the best value of each column highlighted (↑ / ↓ in headers)."""
+def metric_table(frame, higher=("nDCG@10", "nDCG@100", "gap closed@10", "Spearman ρ"), lower=("mld@10",), height="auto",
+                 reference_rows: int = 0):
+    """A dataframe of metrics with the best value of each column highlighted (↑ / ↓ in headers).
+    The last ``reference_rows`` rows are the scale (random retrieval, oracle): greyed, never "best"."""
     higher = [c for c in higher if c in frame]
     lower = [c for c in lower if c in frame]
-    styler = frame.style.format({c: "{:.3f}" for c in higher} | {c: "{:.4f}" for c in lower}, na_rep="–")
-    if len(frame) > 1:
+    spreads = {c: "{:.3f}" for c in frame.columns if str(c).endswith(" ±")}
+    styler = frame.style.format(na_rep="").format({c: "{:.3f}" for c in higher} | {c: "{:.4f}" for c in lower} | spreads,
+                                                 na_rep="–")
+    models, scale = frame.index[: len(frame) - reference_rows], frame.index[len(frame) - reference_rows:]
+    if len(models) > 1:
         best = "background-color: #dcfce7; font-weight: 600"
-        styler = styler.highlight_max(subset=higher, props=best).highlight_min(subset=lower, props=best)
+        styler = styler.highlight_max(subset=(models, higher), props=best).highlight_min(subset=(models, lower), props=best)
+    if reference_rows:
+        styler = styler.set_properties(subset=(scale, list(frame.columns)), **{"color": "#6b6480", "font-style": "italic",
+                                                                             "background-color": "#f4f2f9"})
     config = {c: st.column_config.Column(f"{c} ↑") for c in higher} | {c: st.column_config.Column(f"{c} ↓") for c in lower}
     st.dataframe(styler, hide_index=True, width="stretch", column_config=config, height=height)
 
@@ -226,9 +281,10 @@ QUALITATIVE = ["#2563eb", "#db2777", "#059669", "#d97706", "#7c3aed", "#0891b2",
 
 
 def projection_figure(catalog: Catalog, model_id: str, colour_by: str, marker=None, marker_label: str = "query",
-                      height: int = 430):
+                      height: int = 430, hover_hint: str = ""):
     """Plotly scatter of a model's gallery map coloured by ``colour_by``; ``marker`` (x, y)
-    draws the query as a star. Points carry their gallery index as customdata."""
+    draws the query as a star. Points carry their gallery index as customdata; ``hover_hint``
+    ends every gallery point's hover text."""
     import plotly.express as px
     import plotly.graph_objects as go
 
@@ -240,6 +296,9 @@ def projection_figure(catalog: Catalog, model_id: str, colour_by: str, marker=No
         if categorical else dict(color_continuous_scale="Viridis")
     fig = px.scatter(frame, x="x", y="y", color=colour_by, custom_data=["index"], hover_data=hover, **kwargs)
     fig.update_traces(marker=dict(size=7, opacity=0.85, line=dict(width=0.5, color="white")))
+    if hover_hint:
+        for trace in fig.data:
+            trace.hovertemplate = trace.hovertemplate.replace("<extra>", f"<br><i>{hover_hint}</i><extra>")
     if marker is not None:
         fig.add_trace(go.Scatter(
             x=[marker[0]], y=[marker[1]], mode="markers", name=marker_label, hoverinfo="name",
@@ -248,7 +307,10 @@ def projection_figure(catalog: Catalog, model_id: str, colour_by: str, marker=No
     fig = style_figure(fig, height, grid=False, legend="bottom")
     fig.update_xaxes(showticklabels=False, title=None, showline=True, mirror=True)
     fig.update_yaxes(showticklabels=False, title=None, showline=True, mirror=True)
-    if not categorical:
+    if categorical:  # the values alone ("0" … "10" for room types) do not say what they are
+        # Above the entries: beside them, plotly wraps the row too late and cuts entries off.
+        fig.update_layout(legend_title=dict(text=colour_by.replace("_", " "), side="top"))
+    else:
         fig.update_layout(coloraxis_colorbar=dict(title=colour_by.replace("_", " "), thickness=12, len=0.8))
     return fig
 
@@ -258,3 +320,36 @@ def chart(fig, key: str, **kwargs):
     category colours with its own palette (10 colours, so 14 pose activities would repeat)."""
     kwargs.setdefault("config", {"displayModeBar": False, "displaylogo": False})
     return st.plotly_chart(fig, theme=None, key=key, **kwargs)
+
+
+def ordering_figure(result, colour: str, x_max: float, height: int = 250):
+    """One model's whole-gallery ordering for a query: embedding distance (÷ its largest, so
+    every model shares the y axis) against label distance, the top K in the model's colour and
+    the binned median as a line: monotone for a graded ordering, a step for near / far only."""
+    import numpy as np
+    import plotly.graph_objects as go
+
+    from dml_core.ordering import binned_trend
+
+    scaled = result.embedding_distance / max(float(result.embedding_distance.max()), 1e-12)
+    rest = ~result.top
+    hover = "gallery #%{customdata[0]}<br>label distance %{x:.3f}<br>embedding distance %{customdata[1]:.4f}<br>rank %{customdata[2]}<extra></extra>"
+    custom = np.stack([result.gallery_index, result.embedding_distance, result.rank], axis=1)
+    fig = go.Figure()
+    fig.add_trace(go.Scattergl(x=result.label_distance[rest], y=scaled[rest], mode="markers", name="gallery",
+                               customdata=custom[rest], hovertemplate=hover,
+                               marker=dict(size=4, color="#b8b0cc", opacity=0.55)))
+    trend_x, trend_y = binned_trend(result.label_distance, scaled)
+    fig.add_trace(go.Scatter(x=trend_x, y=trend_y, mode="lines", name="median", hoverinfo="skip",
+                             line=dict(color=colour, width=2.5, dash="dot")))
+    fig.add_trace(go.Scattergl(x=result.label_distance[result.top], y=scaled[result.top], mode="markers",
+                               name=f"top {result.k}", customdata=custom[result.top], hovertemplate=hover,
+                               marker=dict(size=9, color=colour, line=dict(width=1.2, color="white"))))
+    fig.add_annotation(x=0.02, y=0.98, xref="paper", yref="paper", xanchor="left", yanchor="top", showarrow=False,
+                       text=f"Spearman ρ = {result.spearman:.2f}", font=dict(size=13, color="#1f1a2e"),
+                       bgcolor="rgba(255,255,255,0.85)")
+    fig = style_figure(fig, height, legend="bottom")
+    fig.update_layout(showlegend=False, margin=dict(l=8, r=8, t=8, b=8))
+    fig.update_xaxes(title=dict(text="label distance to the query →", font=dict(size=11)), range=[0, x_max * 1.03])
+    fig.update_yaxes(title=dict(text="embedding distance (÷ max)", font=dict(size=11)), range=[0, 1.05])
+    return fig

@@ -1,31 +1,71 @@
-"""Compare: one query, the top K of 2–3 models side by side, and the label-space oracle."""
+"""Compare: one query, how 2–3 models order the whole gallery, their top K and the oracle's."""
+import json
 import random
 import time
 
+import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
+from dml_core import ordering as O
 from dml_core import views
 from pages import _common as ui
 
 started = time.perf_counter()
+
+# ----------------------------------------------------------------- deep link (URL state)
+link = ui.incoming_link() or {}
+link_problems = []
+if "task" in link:
+    if link["task"][0] in ui.known_tasks():
+        st.session_state["_keep_task"] = link["task"][0]
+    else:
+        link_problems.append(f"task {link['task'][0][:40]!r} is not one of this app's tasks")
+
 task = ui.task_selector()
 catalog = ui.catalog_or_none(task)
 if catalog is None:
     st.stop()
+ref_key, query_key, models_key = f"cmp_ref_{task}", f"cmp_query_{task}", f"cmp_models_{task}"
+if "query" in link:
+    try:
+        linked = O.QueryRef.parse(link["query"][0], catalog)
+        st.session_state[ref_key] = linked.token if linked.split == "gallery" else None
+        if linked.split == "query":
+            st.session_state[f"_keep_{query_key}"] = linked.index
+            st.session_state[f"_keep_cmp_attr_{task}"] = "any"
+    except ValueError as exc:
+        link_problems.append(str(exc))
+if "models" in link:
+    wanted = [m for m in link["models"] if m in catalog.models][:3]
+    if len(wanted) < len(link["models"]):
+        link_problems.append("some of its models are not built here")
+    if wanted:
+        st.session_state[f"_keep_{models_key}"] = wanted
+if "k" in link:
+    try:
+        st.session_state["cmp_k"] = min(20, max(5, int(link["k"][0])))
+    except ValueError:
+        link_problems.append(f"K {link['k'][0][:20]!r} is not a number")
 
 model_ids = ui.model_picker(catalog, "cmp_models")
-k = st.sidebar.slider("Results per model (K)", 5, 20, 10, key="cmp_k")
+st.session_state.setdefault("cmp_k", 10)
+k = st.sidebar.slider("Results per model (K)", 5, 20, key="cmp_k")
 show_oracle = st.sidebar.toggle("Oracle column", value=True, key="cmp_oracle",
                                 help="The gallery sorted by true label distance: the best any model could return.")
+overlay = st.sidebar.toggle("Draw labels on results", value=True, key="cmp_overlay",
+                            help="Skeletons (pose), layout edges (layout), the first caption (captions): judge similarity by eye.")
 
 ui.page_header("Compare", "Same query, different losses: does the ranking follow the <b>degree</b> of similarity?")
+if link_problems:
+    st.warning("Part of the link was ignored: " + "; ".join(link_problems) + ".")
 queries = catalog.queries
 
 # ------------------------------------------------------------------------- query picker
-left, right = st.columns([0.75, 2.25], gap="large")
+left, right = st.columns([0.62, 2.38], gap="medium")
 with right:
     attributes = views.categorical_attributes(catalog.task, queries)
-    filter_cols = st.columns([0.9, 0.9, 2.1, 0.85], vertical_alignment="bottom")
+    filter_cols = st.columns([0.8, 0.8, 2.6, 0.5], vertical_alignment="bottom")
     remember_attr = ui.persist(f"cmp_attr_{task}", "any", ["any", *attributes])
     attribute = filter_cols[0].selectbox("Filter by", ["any", *attributes], key=f"cmp_attr_{task}", on_change=remember_attr,
                                          format_func=lambda a: a.replace("_", " "))
@@ -36,73 +76,194 @@ with right:
         value = filter_cols[1].selectbox(attribute.replace("_", " "), values, key=f"cmp_value_{task}_{attribute}",
                                          on_change=remember_value)
     candidates = views.filter_queries(queries, None if attribute == "any" else attribute, value)
-    query_key = f"cmp_query_{task}"
     remember_query = ui.persist(query_key, ui.current_query(task) if ui.current_query(task) in candidates else candidates[0],
                                 candidates)
 
+    def choose_query():
+        remember_query()
+        st.session_state[ref_key] = None  # a query-set image replaces a result used as the query
+
     def pick_random():
-        choice = random.choice(candidates)
-        st.session_state[f"_keep_{query_key}"] = choice
+        st.session_state[f"_keep_{query_key}"] = random.choice(candidates)
+        st.session_state[ref_key] = None
 
     query_index = filter_cols[2].selectbox(
-        f"Query ({len(candidates)} of {len(queries)})", candidates, key=query_key, on_change=remember_query,
-        format_func=lambda i: f"#{i} · {views.query_caption(catalog.task, queries, i)}"[:90],
+        f"Query ({len(candidates)} of {len(queries)})", candidates, key=query_key, on_change=choose_query,
+        format_func=lambda i: f"#{i} · {views.query_caption(catalog.task, queries, i)}"[:140],
     )
-    filter_cols[3].button("Random", icon="🎲", on_click=pick_random, width="stretch")
-    ui.set_current_query(task, query_index)
-
-    meta = views.image_meta(queries, query_index)
+    filter_cols[3].button("🎲", on_click=pick_random, width="stretch", help="A random query (within the filter)")
+    ref = O.QueryRef("query", query_index)
+    if st.session_state.get(ref_key):
+        ref = O.QueryRef.parse(st.session_state[ref_key], catalog)
+    else:
+        ui.set_current_query(task, query_index)
+    source = catalog.gallery if ref.split == "gallery" else queries
+    meta = views.image_meta(source, ref.index)
+    if ref.split == "gallery":
+        st.info(f"The query is **{ref.label()}**, a result you clicked; it is left out of its own ranking. "
+                "Pick a query above to go back to the query set.")
     if "captions" in meta:
-        st.markdown("**Captions**\n" + "\n".join(f"- {c}" for c in meta["captions"]))
+        st.markdown("**Captions** " + " · ".join(f"“{c}”" for c in meta["captions"]))
     facts = [f"**{a.replace('_', ' ')}** {meta[a]:.2f}" if isinstance(meta[a], float) else f"**{a.replace('_', ' ')}** {meta[a]}"
              for a in catalog.task.attributes if a in meta]
     st.markdown(" · ".join(facts))
-    st.caption(
-        f"{len(catalog.gallery)} gallery images, {len(queries)} queries; queries are never in the gallery. "
-        "Each result's badge is its label distance to the query (lower = more similar)."
-    )
+    st.caption(f"{len(catalog.gallery)} gallery images, {len(queries)} queries; queries are never in the gallery. "
+               "Each result's badge is its label distance to the query (lower = more similar); click a result to make it the query.")
     ui.distance_legend()
 
 with left:
-    drawn = catalog.task.draw_label(queries.image(query_index), queries.labels[query_index], meta)
-    st.image(drawn, caption=f"Query #{query_index} with its label drawn", width="stretch")
+    drawn = catalog.task.draw_label(source.image(ref.index), source.labels[ref.index], meta)
+    how = "drawn" if getattr(catalog.task, "label_drawn_on_image", True) else "values"
+    st.image(drawn, caption=f"{ref.label().capitalize()} with its label {how}", width="stretch")
 
-# ------------------------------------------------------------------------------ results
 if not model_ids:
     st.info("Choose at least one model in the sidebar.")
     st.stop()
+ui.publish_link({"task": task, "query": ref.token, "models": model_ids, "k": k})
 
+# ------------------------------------------------------------------------------ results
 query_start = time.perf_counter()
-hits = catalog.hits_for_query(query_index, model_ids, k)
-scores = views.compare_scores(catalog, query_index, model_ids, k)
-oracle = catalog.oracle(query_index, k) if show_oracle else None
+orderings = [O.ordering(catalog, m, ref, k) for m in model_ids]
+oracle = O.oracle_ranking(catalog, ref, k)
 query_ms = (time.perf_counter() - query_start) * 1000
-
-row = catalog.label_dist[query_index]
+row = O.label_row(catalog, ref)
 thumbs = ui.thumbs(task)
+link_base = {"task": task, "models": model_ids, "k": k}
+
+
+def make_query_link(gallery_index: int) -> str:
+    return ui.link_to({**link_base, "query": f"g{gallery_index}"})
+
+
+def hits_of(result: O.Ordering) -> list:
+    from dml_core.retrieval import Hit
+
+    ranked = result.ranked()[:k]
+    position = {g: i for i, g in enumerate(result.gallery_index)}
+    return [Hit(int(g), float(result.embedding_distance[position[g]]), float(result.label_distance[position[g]])) for g in ranked]
+
+
+x_max = float(row.max())
+first = orderings[0]
 columns = st.columns(len(model_ids) + (1 if show_oracle else 0), gap="medium")
-first = scores[model_ids[0]]
-for column, model_id in zip(columns, model_ids):
+for column, result in zip(columns, orderings):
+    model_id = result.model_id
+    colour = views.method_colour(catalog.models[model_id].meta["method"])
+    is_first = result is first
+
+    def delta(value, reference, higher_better=True):
+        if is_first:
+            return "reference", None
+        gap = value - reference
+        return f"{gap:+.3f}", (gap > 0) == higher_better if abs(gap) > 5e-4 else None
+
     with column:
         ui.model_header(catalog, model_id)
-        ndcg, mld = scores[model_id]["ndcg"], scores[model_id]["mld"]
-        is_first = model_id == model_ids[0]
-        a, b = st.columns(2)
-        # The first column is the reference; its "delta" line keeps every column's tiles aligned.
-        a.metric(f"nDCG@{k}", f"{ndcg:.3f}", "reference" if is_first else f"{ndcg - first['ndcg']:+.3f}",
-                 delta_color="off" if is_first else "normal", delta_arrow="off" if is_first else "auto",
-                 help="Higher is better; 1 = the oracle's ranking. Delta vs the first column.")
-        b.metric(f"mean dist@{k}", f"{mld:.3f}", "reference" if is_first else f"{mld - first['mld']:+.3f}",
-                 delta_color="off" if is_first else "inverse", delta_arrow="off" if is_first else "auto",
-                 help="Mean label distance of the top K; lower is better. Delta vs the first column.")
-        ui.tile_grid(views.hit_tiles(thumbs, hits[model_id], row))
+        ndcg_delta, mld_delta = delta(result.ndcg, first.ndcg), delta(result.mld, first.mld, higher_better=False)
+        rho_delta = delta(result.spearman, first.spearman)
+        st.markdown(
+            "<div class='bb-scores'>"
+            + views.score_html(f"nDCG@{k}", f"{result.ndcg:.3f}", *ndcg_delta,
+                               help=f"1 = the oracle's ranking; a random ranking scores {result.random_ndcg:.3f} here")
+            + views.score_html(f"mean dist@{k}", f"{result.mld:.3f}", *mld_delta, help="Mean label distance of the top K; lower is better")
+            + views.score_html("Spearman ρ", f"{result.spearman:.2f}", *rho_delta,
+                               help="Rank correlation of embedding and label distance over the whole gallery")
+            + "</div>"
+            + views.scale_html(result.gap_closed, f"{result.mld:.3f}", f"{result.random_mld:.3f}", f"{result.oracle_mld:.3f}", colour),
+            unsafe_allow_html=True)
+        ui.chart(ui.ordering_figure(result, colour, x_max), key=f"cmp_order_{model_id}")
+        ui.tile_grid(views.hit_tiles(thumbs, hits_of(result), row, overlay=overlay, link=make_query_link))
 if show_oracle:
+    from dml_core.retrieval import Hit
+
     with columns[-1]:
         ui.oracle_header(k)
-        a, b = st.columns(2)
-        a.metric(f"nDCG@{k}", "1.000", "best possible", delta_color="off", delta_arrow="off")
-        b.metric(f"mean dist@{k}", f"{scores['oracle']['mld']:.3f}", "best possible", delta_color="off", delta_arrow="off",
-                 help="The lowest mean label distance possible.")
-        ui.tile_grid(views.hit_tiles(thumbs, oracle, row))
+        st.markdown(
+            "<div class='bb-scores'>" + views.score_html(f"nDCG@{k}", "1.000", "best possible")
+            + views.score_html(f"mean dist@{k}", f"{first.oracle_mld:.3f}", "best possible")
+            + views.score_html("Spearman ρ", "1.00", "by definition") + "</div>"
+            + views.scale_html(1.0, f"{first.oracle_mld:.3f}", f"{first.random_mld:.3f}", f"{first.oracle_mld:.3f}", "#16a34a"),
+            unsafe_allow_html=True)
+        st.markdown(
+            "<div class='bb-sub' style='height:250px;padding-top:1.5rem'>The left plots put every gallery image at its "
+            "label distance (x) and the model's embedding distance (y). A model that ranks by the <b>degree</b> of "
+            "similarity draws a rising cloud (ρ near 1); one that only learnt <i>near</i> vs <i>far</i> draws a step: "
+            "flat near the query, a jump, flat again. The coloured points are the model's top K; the dotted line "
+            "the median.</div>", unsafe_allow_html=True)
+        ui.tile_grid(views.hit_tiles(thumbs, [Hit(int(g), 0.0, float(d)) for g, d in zip(*oracle)], row, overlay=overlay,
+                                     link=make_query_link))
 
-st.caption(f"Retrieval and scores {query_ms:.0f} ms · page {1000 * (time.perf_counter() - started):.0f} ms (server side)")
+# ------------------------------------------------------------------------------- export
+records = O.result_records(ref, orderings, oracle if show_oracle else None)
+scores = O.score_records(ref, orderings)
+exports = st.columns([1, 1, 4], vertical_alignment="center")
+exports[0].download_button("CSV", pd.DataFrame(records).to_csv(index=False), f"{task}-{ref.token}-results.csv",
+                           "text/csv", icon="⬇️", width="stretch")
+exports[1].download_button("JSON", json.dumps({"task": task, "query": ref.token, "k": k, "scores": scores,
+                                                                  "results": records}, indent=1),
+                           f"{task}-{ref.token}.json", "application/json", icon="⬇️", width="stretch")
+exports[2].caption(f"Download this query's results (CSV) or results and scores with their scale (JSON). Retrieval and scores {query_ms:.0f} ms · page {1000 * (time.perf_counter() - started):.0f} ms (server "
+                   "side) · this view's address is a link to it.")
+
+# ------------------------------------------------------------------------- query finder
+st.divider()
+st.subheader("Where do two models differ?")
+if len(model_ids) < 2:
+    st.info("Choose two models to compare them query by query.")
+    st.stop()
+finder = st.columns([1.2, 1.2, 1, 1], vertical_alignment="bottom")
+model_a = finder[0].selectbox("Model A", model_ids, index=min(1, len(model_ids) - 1), key=f"cmp_find_a_{task}",
+                              format_func=lambda m: views.model_label(catalog.models[m]))
+model_b = finder[1].selectbox("Model B", [m for m in model_ids if m != model_a], key=f"cmp_find_b_{task}",
+                              format_func=lambda m: views.model_label(catalog.models[m]))
+metric = finder[2].selectbox("Per-query score", list(O.FINDER_METRICS), key="cmp_find_metric",
+                             format_func=lambda m: O.FINDER_METRICS[m][0].replace("K", str(k)))
+tie = finder[3].number_input("Tie if the difference is at most", 0.0, 0.5, O.DEFAULT_TIE, 0.005, format="%.3f", key="cmp_find_tie")
+differences = O.query_differences(catalog, model_a, model_b, metric, k)
+counts = O.win_tie_loss(differences["advantage"], tie)
+name_a, name_b = views.model_label(catalog.models[model_a]), views.model_label(catalog.models[model_b])
+metric_name = O.FINDER_METRICS[metric][0].replace("K", str(k))
+st.markdown(
+    f"Over all **{len(differences)}** queries, **{name_a}** is better by more than {tie:g} ({metric_name}) on "
+    f"**{counts['wins']}** ({100 * counts['wins'] / len(differences):.0f} %), **{name_b}** on **{counts['losses']}** "
+    f"({100 * counts['losses'] / len(differences):.0f} %), and they tie on **{counts['ties']}**"
+    + (f"; {counts['undefined']} queries have no defined score" if counts["undefined"] else "") + ".")
+plot, lists = st.columns([1.3, 1], gap="large")
+with plot:
+    colour_a = views.method_colour(catalog.models[model_a].meta["method"])
+    colour_b = views.method_colour(catalog.models[model_b].meta["method"])
+    advantage = differences["advantage"].dropna()
+    fig = go.Figure()
+    for part, colour, name in ((advantage[advantage > tie], colour_a, f"{name_a} better"),
+                               (advantage[advantage.abs() <= tie], "#9ca3af", "tie"),
+                               (advantage[advantage < -tie], colour_b, f"{name_b} better")):
+        fig.add_trace(go.Histogram(x=part, name=name, marker_color=colour, xbins=dict(size=max(tie, 1e-3)),
+                                   hovertemplate="%{y} queries<extra></extra>"))
+    fig.add_vline(x=0, line=dict(color="#1f1a2e", width=1))
+    fig.update_layout(barmode="stack", bargap=0.05)
+    fig.update_xaxes(title=f"{metric_name}: how much better A is than B, per query (right: A, left: B)")
+    fig.update_yaxes(title="queries")
+    fig = ui.style_figure(fig, 300)
+    fig.update_layout(legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0))
+    ui.chart(fig, key="cmp_find_hist")
+
+
+def open_query(index: int):
+    st.session_state[f"_keep_{query_key}"] = int(index)
+    st.session_state[f"_keep_cmp_attr_{task}"] = "any"
+    st.session_state[ref_key] = None
+
+
+with lists:
+    for favour, name in (("a", name_a), ("b", name_b)):
+        top = O.sorted_by_advantage(differences, favour).head(4)
+        st.markdown(f"**Where {name} wins most**")
+        cells = st.columns(4)
+        for cell, (_, item) in zip(cells, top.iterrows()):
+            with cell:
+                gap = item["advantage"] if favour == "a" else -item["advantage"]
+                st.image(queries.images[int(item["query"])], caption=f"#{int(item['query'])} · by {gap:.3f}", width="stretch")
+                st.button("Open", key=f"cmp_open_{favour}_{int(item['query'])}", on_click=open_query, args=(int(item["query"]),),
+                          width="stretch")
+st.caption("The histogram counts every query: no example is picked for you. Ties use the threshold above; "
+           "for mean label distance, lower is better, so “better” means a smaller distance.")

@@ -12,9 +12,15 @@ def test_bench_writes_the_json_schema_report_and_plots(built_home, tmp_path, one
     stored = json.loads(out.read_text())
     assert stored["profile"] == "tiny" and set(stored["tasks"]) == {"pose", "layout", "caption"}
     pose = stored["tasks"]["pose"]
-    assert set(pose["methods"]) == {"imagenet", "contrastive", "binary_triplet", "dense_triplet", "log_ratio"}
-    for key in ("ndcg@10", "ndcg@100", "mld@10", "spearman", "seeds", "ndcg@10_std"):
-        assert key in pose["methods"]["log_ratio"]
+    for task in ("pose", "layout", "caption"):
+        methods = stored["tasks"][task]["methods"]
+        assert {"imagenet", "contrastive", "binary_triplet", "dense_triplet", "log_ratio", "rank_n_contrast"} <= set(methods)
+        for method, summary in methods.items():
+            for key in ("ndcg@10", "ndcg@100", "mld@10", "gap_closed@10", "ndcg_norm@10", "spearman", "seeds", "ndcg@10_std"):
+                assert key in summary, (task, method, key)
+        reference = stored["tasks"][task]["reference"]
+        assert reference["random"]["gap_closed@10"] == 0.0 and reference["oracle"]["gap_closed@10"] == 1.0
+        assert reference["oracle"]["mld@10"] < reference["random"]["mld@10"]
     assert set(pose["dim_ablation"]) == {"binary_triplet", "log_ratio"} and set(pose["dim_ablation"]["log_ratio"]) == {"16", "128"}
     model_meta = ArtifactStore(built_home).manifest("pose", "models", "log_ratio-d128-s0")["meta"]["metrics"]
     assert pose["methods"]["log_ratio"]["ndcg@10"] == round(model_meta["ndcg@10"], 4)  # computed, from the artifacts
@@ -25,6 +31,7 @@ def test_bench_writes_the_json_schema_report_and_plots(built_home, tmp_path, one
     text = markdown.read_text()
     assert [line for line in text.splitlines() if line.startswith("## ")][:4] == ["## Summary", "## pose", "## layout", "## caption"]
     assert "| method | d=16 | d=128 |" in text
+    assert "| *random* |" in text and "| *oracle* |" in text and "gap closed@10" in text
     for name in ("curves_pose.png", "curves_layout.png", "curves_caption.png", "dim_ablation.png"):
         assert (tmp_path / "docs" / "bench" / name).stat().st_size > 5_000
 

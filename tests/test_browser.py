@@ -80,7 +80,10 @@ def test_compare_and_upload_in_chromium(app_url, browser, built_home, tmp_path):
     headers = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".bb-head .bb-method")]
     assert any("binary triplet" in h for h in headers) and any("log ratio" in h for h in headers)
     assert any("Oracle" in h for h in headers)
-    assert len(browser.find_elements(By.CSS_SELECTOR, '[data-testid="stMetric"]')) == 6
+    # nDCG, mean distance and ρ for each of the three columns, each with its random-to-oracle scale
+    assert len(browser.find_elements(By.CSS_SELECTOR, ".bb-score")) == 9
+    assert len(browser.find_elements(By.CSS_SELECTOR, ".bb-scale")) == 3
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")) >= 2)  # whole-gallery orderings
     assert save(browser, shots, "compare").stat().st_size > 10_000
 
     browser.get(f"{app_url}/upload")
@@ -93,6 +96,26 @@ def test_compare_and_upload_in_chromium(app_url, browser, built_home, tmp_path):
     assert not browser.find_elements(By.CSS_SELECTOR, '[data-testid="stAlertContentError"]')
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".js-plotly-plot"))  # where the query lands
     assert save(browser, shots, "upload").stat().st_size > 10_000
+
+
+def test_a_deep_link_to_compare_opens_its_state_and_draws_the_orderings(app_url, browser, built_home, tmp_path):
+    from dml_core.retrieval import load_catalog
+    from dml_core.store import ArtifactStore
+
+    wait = WebDriverWait(browser, 120)
+    browser.get(f"{app_url}/compare?task=layout&query=4&models=log_ratio-d128-s0&models=contrastive-d128-s0&k=6")
+    wait.until(lambda d: rendered_tiles(d) >= 18)  # two models and the oracle, K = 6 each
+    assert rendered_tiles(browser) == 18
+    assert not browser.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
+    headers = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".bb-head .bb-method")]
+    assert any("contrastive" in h for h in headers) and any("log ratio" in h for h in headers)
+    # the whole-gallery scatter of each model: plotly has drawn (WebGL) every gallery image
+    gallery = len(load_catalog("layout", ArtifactStore(built_home)).gallery)
+    drawn = """return Array.from(document.querySelectorAll('.js-plotly-plot')).filter(p => p._fullLayout && p.querySelector('canvas'))
+        .map(p => p._fullData.filter(t => t.mode === 'markers').reduce((n, t) => n + t._length, 0));"""
+    wait.until(lambda d: sum(n == gallery for n in d.execute_script(drawn)) >= 2)
+    assert "query=4" in browser.current_url and "task=layout" in browser.current_url
+    assert save(browser, tmp_path, "compare_deep_link").stat().st_size > 10_000
 
 
 def test_a_deep_link_as_the_first_request_gets_the_apps_navigation(app_url, browser, tmp_path):

@@ -11,6 +11,7 @@ from dml_core.metrics import (
     dcg_at_k,
     embedding_distance,
     evaluate,
+    gap_closed,
     mean_label_distance_at_k,
     ndcg_at_k,
     spearman,
@@ -141,6 +142,34 @@ def test_evaluate_by_hand():
     mean_relevance = (0.5 + 1 + 0.25 + 0.8) / 4
     assert result["random"]["ndcg@1"] == pytest.approx(mean_relevance / 1.0)
     assert result["ks"] == [1, 3, 10] and result["gallery_size"] == 4
+
+
+def test_gap_closed_by_hand():
+    # label distances 0, 1, 2, 3 (mean 1.5); K = 2: the oracle's mld is 0.5
+    label_dist = np.array([[3.0, 0.0, 2.0, 1.0]])
+    gallery_by_rank = {"oracle": [1, 3, 2, 0], "random-like": [1, 0, 3, 2], "worst": [0, 2, 3, 1]}
+    expected = {"oracle": 1.0, "random-like": 0.0, "worst": -1.0}       # mld@2 = 0.5, 1.5, 2.5
+    for name, order in gallery_by_rank.items():
+        positions = np.empty(4)
+        positions[order] = [1, 2, 3, 4]                                # ranked by embedding distance
+        result = evaluate(np.zeros((1, 2)), _line_embeddings(positions), label_dist, ks=(2,), metric="l2")
+        assert result["gap_closed@2"] == pytest.approx(expected[name]), name
+        assert result["per_query"]["gap_closed@2"][0] == pytest.approx(expected[name])
+    assert result["random"]["gap_closed@2"] == 0.0 and result["oracle"]["gap_closed@2"] == 1.0
+    assert gap_closed(0.7, 0.7, 1.0) == 0.0 and gap_closed(1.0, 0.7, 1.0) == 1.0     # nDCG: best = 1
+    assert math.isnan(gap_closed(0.3, 0.3, 0.3))                                     # nothing to close
+
+
+def test_normalised_ndcg_is_zero_in_expectation_for_random_rankings():
+    import itertools
+
+    d = np.array(RANKED)
+    scores = []
+    for perm in itertools.permutations(range(4)):
+        positions = np.empty(4)
+        positions[list(perm)] = [1, 2, 3, 4]
+        scores.append(evaluate(np.zeros((1, 2)), _line_embeddings(positions), d[None], ks=(2,), metric="l2")["ndcg_norm@2"])
+    assert np.mean(scores) == pytest.approx(0.0, abs=1e-12) and max(scores) == pytest.approx(1.0)
 
 
 def test_evaluate_random_reference_is_the_expectation():

@@ -117,7 +117,7 @@ def test_metric_tables_read_the_stored_metrics(pose):
     row = table[table["model"] == "log_ratio-d128-s0"].iloc[0]
     assert row["nDCG@10"] == pose.models["log_ratio-d128-s0"].meta["metrics"]["ndcg@10"]
     summary = views.method_summary(pose, 128)
-    assert set(summary["method"]) == {"imagenet", "contrastive", "binary_triplet", "dense_triplet", "log_ratio"}
+    assert set(summary["method"]) == {"imagenet", "contrastive", "binary_triplet", "dense_triplet", "log_ratio", "rank_n_contrast"}
     curves = views.curve_frame(pose, 128)
     ks = sorted(curves[(curves["method"] == "log_ratio") & (curves["metric"] == "ndcg")]["K"])
     assert ks == [1, 5, 10, 20, 50, 100]
@@ -196,3 +196,42 @@ def test_bench_tuning_table_marks_the_chosen_setting():
     assert list(table["setting"]) == ["margin=0.01", "margin=0.03", "margin=0.1", "margin=0.2"]
     assert list(table["chosen"]) == ["", "", "✓", ""]
     assert views.bench_tuning_table(bench, "layout") is None and views.bench_tuning_table({}, "pose") is None
+
+
+def test_declared_category_codes_are_categorical_however_many(built_home):
+    layout = load_catalog("layout", ArtifactStore(built_home))
+    codes = list(range(10))  # ten LSUN room types: more values than a count would have
+    assert not views.attribute_is_categorical(codes) and views.attribute_is_categorical(codes, codes=True)
+    assert "room_type" in layout.task.categorical
+    frame = views.projection_frame(layout, "log_ratio-d128-s0", "room_type")
+    assert views.is_categorical(frame, "room_type")
+    assert set(frame["room_type"]) == {str(v) for v in layout.gallery.meta["room_type"]}
+    assert not views.is_categorical(views.projection_frame(layout, "log_ratio-d128-s0", "yaw"), "yaw")
+
+
+def test_the_newest_selection_replaces_the_other_maps_one():
+    held = views.updated_selection(None, 0, [4, 2])
+    assert held == (0, [4, 2])
+    assert views.updated_selection(held, 1, [9]) == (1, [9])  # a selection on the other map wins
+    assert views.updated_selection(held, 1, []) == held  # clearing the other map changes nothing
+    assert views.updated_selection(held, 0, []) is None  # clearing the shown map clears it
+    assert views.updated_selection(None, 1, []) is None
+
+
+def test_page_of_clamps_and_counts_pages():
+    items = list(range(100))
+    assert views.page_of(items, 1, 48) == (items[:48], 1, 3)
+    assert views.page_of(items, 3, 48) == (items[96:], 3, 3)
+    assert views.page_of(items, 9, 48) == (items[96:], 3, 3) and views.page_of(items, 0, 48)[1] == 1
+    assert views.page_of([], 1, 48) == ([], 1, 1)
+
+
+def test_example_indices_show_one_image_of_each_value_first(pose):
+    attribute = views.example_attribute(pose.task, pose.gallery)
+    assert attribute == "activity"
+    picks = views.example_indices(pose.task, pose.gallery, 6)
+    values = [pose.gallery.meta[attribute][i] for i in picks]
+    distinct = len(set(pose.gallery.meta[attribute]))
+    assert len(picks) == len(set(picks)) == 6
+    assert len(set(values)) == min(6, distinct)
+    assert picks == views.example_indices(pose.task, pose.gallery, 6)  # deterministic

@@ -241,6 +241,7 @@ def write_markdown(result: dict, path: Path) -> None:
             f"{c['one_process_steps_per_s_alone']:.1f} → {c['one_process_steps_per_s_shared']:.1f} steps/s, "
             f"slowdown {c['one_process_slowdown']:.2f}×"
         )
+    lines += _first_run_lines(path.parent / QUICK_JSON, path.parent / QUICK_SHARED_REPORT)
     if "speed" in result:
         s = result["speed"]["log_ratio_loss"]
         lines.append(
@@ -248,6 +249,32 @@ def write_markdown(result: dict, path: Path) -> None:
             f"{s['per_anchor_triplets_per_s']:.3g} triplets/s ({s['speedup']:.1f}×)"
         )
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
+
+
+#: ``bench --profile quick --json`` of the quick build alone, and a quick ``build``'s report
+#: (``DML_HOME/build-report.json``) made while one other CPU-bound program ran; relative to BENCHMARKS.md.
+QUICK_JSON = Path("docs") / "bench" / "quick.json"
+QUICK_SHARED_REPORT = Path("docs") / "bench" / "quick-build-shared-cpu.json"
+
+
+def _stage_text(seconds: float, stages: dict) -> str:
+    return f"{seconds:.0f} s (" + ", ".join(f"{k} {stages[k]:.0f} s" for k in STAGE_ORDER if k in stages) + ")"
+
+
+def _first_run_lines(quick_path: Path, shared_path: Path) -> list[str]:
+    """The quick build's time alone and on a shared CPU (what ``make run`` costs), where measured."""
+    quick, shared = load_bench(quick_path), load_bench(shared_path)
+    lines = []
+    if quick and "timing" in quick:
+        t = quick["timing"]
+        lines.append(f"- quick build (what `make run` builds, `{QUICK_JSON}` of {quick.get('generated', '?')}): "
+                     f"{_stage_text(t['build_s'], t['build_stages_s'])}")
+    if shared and "stages" in shared:
+        stages = {name: stage["seconds"] for name, stage in shared["stages"].items()}
+        lines.append(f"- the same quick build while one other CPU-bound program ran (`{shared_path.name}`"
+                     f"{': ' + shared['competitor'] if shared.get('competitor') else ''}): "
+                     f"{_stage_text(shared['build_s'], stages)}")
+    return lines
 
 
 def _ceiling_lines(ceiling_path: Path) -> list[str]:

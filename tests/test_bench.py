@@ -44,3 +44,15 @@ def test_summary_names_a_tie_when_the_gap_is_within_the_seed_spread():
     lower_is_better = {"a": {"mld@10": 0.30, "mld@10_std": 0.0}, "b": {"mld@10": 0.20, "mld@10_std": 0.0}}
     assert bench._best(lower_is_better, "mld@10") == "b"
     assert bench.dimensions({"m": {"128": {}, "16": {}, "32": {}}}) == [16, 32, 128]
+
+
+def test_first_run_lines_give_the_quick_build_alone_and_on_a_shared_cpu(tmp_path):
+    assert bench._first_run_lines(tmp_path / "none.json", tmp_path / "none2.json") == []
+    quick, shared = tmp_path / "quick.json", tmp_path / "shared.json"
+    quick.write_text(json.dumps({"generated": "2026-12-02", "timing": {"build_s": 281.2, "build_stages_s": {
+        "data": 41.8, "features": 43.5, "models": 195.5, "search": 0.0}}}))
+    shared.write_text(json.dumps({"build_s": 400.4, "competitor": "a busy loop",
+                                  "stages": {"data": {"seconds": 60.0}, "models": {"seconds": 300.0}}}))
+    alone, busy = bench._first_run_lines(quick, shared)
+    assert "281 s (data 42 s, features 44 s, models 196 s)" in alone
+    assert "400 s (data 60 s, models 300 s)" in busy and "a busy loop" in busy

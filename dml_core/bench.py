@@ -181,6 +181,19 @@ def _reference_row(name: str, scores: dict) -> str:
     return f"| *{name}* | " + " | ".join(cells) + " | – |"
 
 
+def _end_to_end_lines(result: dict) -> list[str]:
+    """Which tasks have the end-to-end track, and where to read why the others do not."""
+    with_ft = [task for task, data in _tasks(result) if any(m.endswith("_ft") for m in data["methods"])]
+    without = [task for task, data in _tasks(result) if task not in with_ft]
+    if not with_ft:
+        return []
+    line = f"The end-to-end track ran on {', '.join(with_ft)}"
+    if without:
+        line += (f", not on {' or '.join(without)}: the Ceiling section's embedder rows compare the compact CNN with the"
+                 " frozen head where it was measured")
+    return [line + "."]
+
+
 def write_markdown(result: dict, path: Path) -> None:
     plot_dir = path.parent / "docs" / "bench"
     plot_dir.mkdir(parents=True, exist_ok=True)
@@ -193,6 +206,7 @@ def write_markdown(result: dict, path: Path) -> None:
         "Every frozen-feature method trains the same MLP head on the same cached EfficientNet-Lite0 features with the",
         "same steps, batch size and optimiser; the `_ft` variants train a compact CNN end to end on the task's images",
         "(`dml_core/cnn.py`), both with the same budget. Values are means over seeds (± standard deviation).",
+        *_end_to_end_lines(result),
         "nDCG, gap closed and Spearman: higher is better; mld@10 (mean label distance of the top 10): lower is better.",
         "*random* is the expected score of a random ranking, *oracle* the label-space ranking: every number sits",
         "between them, and gap closed@10 says where (0 = random, 1 = oracle) for mld@10.",
@@ -211,7 +225,10 @@ def write_markdown(result: dict, path: Path) -> None:
             if name in reference:
                 lines.append(_reference_row(name, reference[name]))
         dims = dimensions(data["dim_ablation"])
-        lines += ["", "Dimension ablation (nDCG@10):", "", "| method | " + " | ".join(f"d={d}" for d in dims) + " |",
+        seeds = {d: "/".join(str(n) for n in sorted({by_dim[str(d)]["seeds"] for by_dim in data["dim_ablation"].values()
+                                                        if str(d) in by_dim})) for d in dims}
+        lines += ["", "Dimension ablation (nDCG@10; seeds: " + ", ".join(f"d={d} {n}" for d, n in seeds.items()) + "):", "",
+                  "| method | " + " | ".join(f"d={d}" for d in dims) + " |",
                   "|---|" + "---|" * len(dims)]
         for method, by_dim in data["dim_ablation"].items():
             lines.append(f"| {method} | " + " | ".join(_cell(by_dim[str(d)], "ndcg@10") if str(d) in by_dim else "–"

@@ -98,8 +98,9 @@ def build_provenance(store, profile) -> str:
     path = store.root / "build.json"
     if report and path.is_file():
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(path.stat().st_mtime))
-        text += (f"; built on this machine ({this_machine()}) on {when}, last run {report['build_s']:.0f} s "
-                 f"with {report.get('workers', 1)} worker(s) on {report.get('device', 'cpu')}")
+        built = f"{report.get('profile', '?')} profile: {', '.join(report.get('tasks') or []) or '?'}"
+        text += (f"; built on this machine ({this_machine()}) on {when}, the last build run ({built}) took "
+                 f"{report['build_s']:.0f} s with {report.get('workers', 1)} worker(s) on {report.get('device', 'cpu')}")
     return text
 
 

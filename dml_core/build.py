@@ -6,7 +6,8 @@ from its last checkpoint under ``<task>/runs``).
 
 Artifacts per task::
 
-    <task>/data/{train,gallery,query}/     images.npy labels.npy meta.json
+    <task>/data/{train,gallery,query}/     images.npy labels.npy meta.json, array-<name>.npy
+                                           (caption: the per-caption sentence embeddings)
     <task>/features/                       backbone feature cache (dml_core.embedders.features)
     <task>/label_dist/                     query × gallery label distances
     <task>/tuning/                         validation nDCG@10 of every tuning-grid setting and
@@ -68,9 +69,8 @@ class ModelSpec:
 
 def model_plan(profile: Profile, task: str | None = None) -> list[ModelSpec]:
     plan = [ModelSpec(BASELINE)]
-    for seed in profile.seeds:
-        plan += [ModelSpec(m, profile.dim, seed) for m in METHODS_AT_FULL_DIM]
-        plan += [ModelSpec(m, d, seed) for m in ABLATION_METHODS for d in profile.ablation_dims]
+    plan += [ModelSpec(m, profile.dim, seed) for seed in profile.seeds for m in METHODS_AT_FULL_DIM]
+    plan += [ModelSpec(m, d, profile.seeds[0]) for m in ABLATION_METHODS for d in profile.ablation_dims]
     if task in profile.cnn_tasks:
         plan += [ModelSpec(m, profile.dim, seed) for seed in profile.cnn_seeds for m in CNN_METHODS]
         plan += [ModelSpec(m, d, profile.cnn_seeds[0]) for m in CNN_METHODS for d in profile.cnn_ablation_dims]
@@ -300,11 +300,17 @@ class TaskFeatures:
         return downsample(load_split(self.store, self.task, split).images)
 
     def caption_embeddings(self) -> np.ndarray:
-        """(N, captions, D) sentence embeddings of the training captions, cached in the store."""
+        """(N, captions, D) sentence embeddings of the training captions: the ones the data stage
+        made for the labels when it kept them (``CAPTION_VECTORS``), else embedded once and
+        cached in the store."""
+        from .tasks.caption import CAPTION_VECTORS
+        from .text import embedding_dim, embed_sentences, text_backend
+
+        kept = self.train.arrays.get(CAPTION_VECTORS)
+        if kept is not None and kept.shape[-1] == embedding_dim():
+            return kept
         key = (self.task, "text", "train")
         if not self.store.is_valid(*key):
-            from .text import embed_sentences, text_backend
-
             captions = self.train.meta["captions"]
             per_image = len(captions[0])
             flat = embed_sentences([c for caps in captions for c in caps], progress=True)
@@ -448,6 +454,16 @@ def planned_steps(spec: ModelSpec, profile: Profile) -> int:
     return profile.cnn_steps if is_cnn(spec.method) else profile.steps
 
 
+def _relative_cost(spec: ModelSpec, profile: Profile) -> float:
+    """Rough single-thread cost of training ``spec``, to start the slowest jobs first: measured
+    (full profile, 2 cores) a CNN step costs ~20 head steps, and the cross-modal model first
+    embeds every training caption (~160 s, about 8 heads' worth)."""
+    steps = planned_steps(spec, profile)
+    if is_cnn(spec.method):
+        return 20 * steps
+    return 8 * steps if spec.method == CROSS_MODAL else steps
+
+
 def feature_mode(method: str) -> str:
     """What a model embeds: pooled or 2x2 backbone features, or images at the CNN's size."""
     from .cnn import CNN_IMAGE_SIZE
@@ -455,6 +471,12 @@ def feature_mode(method: str) -> str:
     if method == BASELINE:
         return "pooled"
     return f"images{CNN_IMAGE_SIZE}" if is_cnn(method) else TRAIN_MODE
+
+
+#: Seconds of training between two checkpoints of a model in the build or the lab. By time, not
+#: steps: a head's 600 steps take ~20 s on one core, and a checkpoint of its 5,120-d input
+#: layer (weights and Adam moments, checksummed) ~0.4 s; an interruption loses at most this.
+CHECKPOINT_EVERY_S = 60.0
 
 
 def train_model(
@@ -488,6 +510,7 @@ def train_model(
         return fit(
             inputs, labels, get_task(task).label_distance, method=spec.method,
             dim=spec.dim, steps=steps, seed=spec.seed, checkpoint_dir=run_dir, resume=resume,
+            checkpoint_every_s=CHECKPOINT_EVERY_S,
             neighbours=neighbours, text_inputs=data.caption_embeddings() if cross_modal else None,
             progress=progress, on_step=on_step, device=device, **method_overrides,
         )
@@ -527,7 +550,7 @@ def build_models(store: ArtifactStore, profile: Profile, tasks=TASK_NAMES, progr
             if not _model_is_current(store, task, spec, profile)]
     if not jobs:
         return {}
-    jobs.sort(key=lambda job: -planned_steps(job[2], profile) * (20 if is_cnn(job[2].method) else 1))
+    jobs.sort(key=lambda job: -_relative_cost(job[2], profile))
     for task in dict.fromkeys(job[1] for job in jobs if is_cnn(job[2].method)):
         TaskFeatures(store, task, progress).cnn_neighbours  # once, here, before the workers need them
     timings: dict = {}

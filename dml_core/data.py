@@ -35,6 +35,8 @@ class Profile:
     steps: int  # optimiser steps per trained model, identical for every method
     image_size: int = DEFAULT_IMAGE_SIZE
     dim: int = 128
+    #: The dimension ablation: ``ABLATION_METHODS`` also train at these widths, first seed only
+    #: (as the end-to-end track's); all seeds cost the full build 12 more heads, ~2 minutes.
     ablation_dims: tuple[int, ...] = (16, 32, 64)
     #: Run every compared method's tuning grid on a validation split carved from the training
     #: split before training (build's "tuning" stage); otherwise the methods' defaults are used.
@@ -58,8 +60,10 @@ PROFILES = {
     # "tiny" exists for tests and smoke runs: every stage, in seconds.
     "tiny": Profile("tiny", {"train": 160, "gallery": 60, "query": 12}, seeds=(0,), steps=20, ablation_dims=(16,)),
     "quick": Profile("quick", {"train": 1500, "gallery": 500, "query": 100}, seeds=(0,), steps=200),
+    # The end-to-end track runs on layout only: on pose the compact CNN scored below the frozen
+    # head at 9x its cost (BENCHMARKS.md, "Ceiling", embedder rows), so it bought nothing there.
     "full": Profile("full", {"train": 10000, "gallery": 2000, "query": 500}, seeds=(0, 1, 2), steps=600, tune=True,
-                    ablation_dims=(16,), cnn_tasks=("pose", "layout"), cnn_train=30000, cnn_steps=1500,
+                    ablation_dims=(16,), cnn_tasks=("layout",), cnn_train=30000, cnn_steps=1500,
                     cnn_seeds=(0, 1), cnn_ablation_dims=(16,)),
 }
 
@@ -86,7 +90,7 @@ def _generate_chunk(task_name: str, split: str, chunk: int, n: int, size: int, r
     if reduce_to is not None:  # in the worker: less to send back and to store
         from .cnn import downsample
 
-        data = TaskData(downsample(data.images, reduce_to), data.labels, data.meta)
+        data = TaskData(downsample(data.images, reduce_to), data.labels, data.meta, data.arrays)
     return data
 
 
@@ -95,6 +99,7 @@ def concat(parts: list[TaskData]) -> TaskData:
         images=np.concatenate([p.images for p in parts]),
         labels=np.concatenate([p.labels for p in parts]),
         meta={key: [v for p in parts for v in p.meta[key]] for key in parts[0].meta},
+        arrays={key: np.concatenate([p.arrays[key] for p in parts]) for key in parts[0].arrays},
     )
 
 
@@ -140,22 +145,31 @@ def split_key(task_name: str, split: str, kind: str = "data") -> tuple[str, ...]
     return (task_name, kind, split)
 
 
+#: File-name prefix of a split's ``TaskData.arrays`` in the store.
+ARRAY_PREFIX = "array-"
+
+
 def save_split(store: ArtifactStore, task_name: str, split: str, data: TaskData, meta: dict, kind: str = "data") -> None:
     with store.writer(*split_key(task_name, split, kind), meta=meta) as tmp:
         np.save(tmp / "images.npy", data.images, allow_pickle=False)
         np.save(tmp / "labels.npy", data.labels, allow_pickle=False)
         (tmp / "meta.json").write_text(json.dumps(data.meta))
+        for name, array in data.arrays.items():
+            np.save(tmp / f"{ARRAY_PREFIX}{name}.npy", array, allow_pickle=False)
 
 
 def load_split(store: ArtifactStore, task_name: str, split: str, mmap: bool = True, kind: str = "data") -> TaskData:
     """A stored split; images are memory-mapped unless ``mmap=False``."""
     key = split_key(task_name, split, kind)
-    store.verify(*key)
+    files = store.verify(*key).get("files", {})
     meta = store.load_json(*key, name="meta.json")
     if not isinstance(meta, dict):
         raise CorruptArtifact(f"artifact {'/'.join(key)}: meta.json is not an object")
+    arrays = {name.removeprefix(ARRAY_PREFIX).removesuffix(".npy"): store.load_array(*key, name=name, mmap=mmap)
+              for name in files if name.startswith(ARRAY_PREFIX) and name.endswith(".npy")}
     return TaskData(
         images=store.load_array(*key, name="images.npy", mmap=mmap),
         labels=store.load_array(*key, name="labels.npy"),
         meta=meta,
+        arrays=arrays,
     )

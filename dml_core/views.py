@@ -372,10 +372,15 @@ def format_value(value) -> str:
     return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
+def attribute_line(task, meta: dict) -> str:
+    """Markdown: the task's attributes of one image, bold names, on one line."""
+    return " · ".join(f"**{a.replace('_', ' ')}** {format_value(meta[a])}" for a in task.attributes if a in meta)
+
+
 def image_facts(task, data, index: int) -> str:
     """Markdown: every attribute of one image (bold names), then its captions as a list."""
     meta = image_meta(data, index)
-    facts = " · ".join(f"**{a.replace('_', ' ')}** {format_value(meta[a])}" for a in task.attributes if a in meta)
+    facts = attribute_line(task, meta)
     captions = meta.get("captions")
     if captions is not None and len(captions):
         facts += "\n\n" + "\n".join(f"- {caption}" for caption in captions)

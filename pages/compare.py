@@ -104,9 +104,7 @@ with right:
                 "Pick a query above to go back to the query set.")
     if "captions" in meta:
         st.markdown("**Captions** " + " · ".join(f"“{c}”" for c in meta["captions"]))
-    facts = [f"**{a.replace('_', ' ')}** {meta[a]:.2f}" if isinstance(meta[a], float) else f"**{a.replace('_', ' ')}** {meta[a]}"
-             for a in catalog.task.attributes if a in meta]
-    st.markdown(" · ".join(facts))
+    st.markdown(views.attribute_line(catalog.task, meta))
     st.caption(f"{len(catalog.gallery)} gallery images, {len(queries)} queries; queries are never in the gallery. "
                "Each result's badge is its label distance to the query (lower = more similar); click a result to make it the query.")
     ui.distance_legend()

@@ -56,6 +56,19 @@ def test_shipped_provenance_names_profile_machine_and_missing_date():
     assert scale.shipped_timing({"profile": "full"}) is None
 
 
+def test_build_provenance_says_which_tasks_the_last_build_run_built(tmp_path):
+    import json
+
+    from dml_core.data import get_profile
+    from dml_core.store import ArtifactStore
+
+    store = ArtifactStore(tmp_path)
+    assert "last build run" not in scale.build_provenance(store, get_profile("quick"))  # nothing built yet
+    (tmp_path / "build.json").write_text(json.dumps({"profile": "quick", "tasks": ["discs"], "build_s": 130.4, "workers": 2}))
+    text = scale.build_provenance(store, get_profile("quick"))
+    assert "the last build run (quick profile: discs) took 130 s with 2 worker(s)" in text
+
+
 def test_lab_choices_resolve_to_method_ids():
     assert "rank_n_contrast" in lab.lab_methods("head")
     assert set(lab.lab_methods("cnn")) == {m.removesuffix("_ft") for m in METHODS if m.endswith("_ft")}

@@ -6,6 +6,8 @@ import subprocess
 import sys
 import time
 
+import numpy as np
+
 from dml_core.build import model_plan, run_build
 from dml_core.data import get_profile
 from dml_core.store import ArtifactStore
@@ -24,6 +26,20 @@ def test_rerun_with_nothing_to_do_builds_nothing(built_home):
     assert {parts: store.manifest(*parts)["created"] for parts in _all_artifacts(store)} == before
     for task in ("pose", "layout", "caption"):
         assert set(store.list(task, "models")) >= {spec.id for spec in model_plan(get_profile("tiny"), task)}
+
+
+def test_the_cross_modal_model_trains_on_the_caption_vectors_the_data_stage_kept(built_home):
+    from dml_core.build import TaskFeatures
+    from dml_core.tasks.caption import CAPTION_VECTORS
+    from dml_core.text import embed_sentences
+
+    data = TaskFeatures(ArtifactStore(built_home), "caption", progress=False)
+    kept = data.caption_embeddings()
+    assert np.array_equal(kept, data.train.arrays[CAPTION_VECTORS])
+    assert not ArtifactStore(built_home).path("caption", "text").exists()  # nothing embedded twice
+    captions = data.train.meta["captions"]
+    again = embed_sentences([c for caps in captions for c in caps]).reshape(kept.shape)
+    assert (kept * again).sum(-1).min() > 0.999  # the same sentences (bf16 CPUs round by batch)
 
 
 def test_build_killed_five_times_at_random_moments_resumes_and_every_artifact_verifies(tmp_path):

@@ -49,6 +49,24 @@ def test_generate_shapes_labels_and_meta(task, data):
     assert len({row.tobytes() for row in data.labels}) == len(data)
 
 
+def test_generated_splits_keep_the_caption_vectors_their_labels_average(task, data, tmp_path):
+    from dml_core.data import load_split, save_split
+    from dml_core.store import ArtifactStore
+    from dml_core.tasks.caption import CAPTION_VECTORS
+
+    vectors = data.arrays[CAPTION_VECTORS]
+    assert vectors.shape == (24, 5, text.MINILM_DIM) and vectors.dtype == np.float32
+    flat = [c for captions in data.meta["captions"] for c in captions]
+    np.testing.assert_allclose(vectors.reshape(-1, text.MINILM_DIM), text.embed_sentences(flat, backend="minilm"), atol=1e-6)
+    mean = vectors.mean(axis=1)
+    np.testing.assert_allclose(mean / np.linalg.norm(mean, axis=1, keepdims=True), data.labels, atol=1e-5)
+    assert np.array_equal(data.subset([3, 1]).arrays[CAPTION_VECTORS], vectors[[3, 1]])
+
+    store = ArtifactStore(tmp_path)
+    save_split(store, "caption", "train", data, meta={})
+    assert np.array_equal(load_split(store, "caption", "train").arrays[CAPTION_VECTORS], vectors)
+
+
 def test_captions_match_the_scene(task):
     """Every caption names the main object; colour and count words are true of the scene."""
     colour_words = set(COLOURS)

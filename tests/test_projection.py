@@ -143,3 +143,31 @@ def test_bad_files_raise_one_line_errors(tmp_path, projection):
         with pytest.raises(ProjectionFileError) as error:
             load_projection(tmp_path / name)
         assert name in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("metric, umap_name", [("cosine", "cosine"), ("l2", "euclidean")])
+def test_small_maps_hand_umap_its_own_distances_precomputed(gallery, metric, umap_name):
+    from umap.distances import named_distances
+
+    from dml_core.projection import _umap_distances
+
+    distance = named_distances[umap_name]
+    expected = np.array([[distance(a, b) for b in gallery[:40]] for a in gallery[:40]])
+    np.testing.assert_allclose(_umap_distances(gallery[:40], metric), expected, atol=2e-5)
+
+
+def test_a_precomputed_map_keeps_umaps_neighbourhoods(gallery, projection):
+    import umap
+
+    def neighbours(x, k=10):
+        d = ((x[:, None] - x[None]) ** 2).sum(-1) if x.shape[1] == 2 else _cosine(x)
+        return np.argsort(d, axis=1)[:, 1:k + 1]
+
+    def _cosine(x):
+        x = x / np.linalg.norm(x, axis=1, keepdims=True)
+        return 1 - x @ x.T
+
+    truth = neighbours(gallery)
+    kept = lambda coords: np.mean([len(set(a) & set(b)) / 10 for a, b in zip(neighbours(coords), truth)])
+    raw = umap.UMAP(n_neighbors=15, min_dist=0.1, metric="cosine", random_state=3, n_jobs=1).fit_transform(gallery)
+    assert kept(projection.coords) > 0.8 * kept(raw) and kept(projection.coords) > 0.3

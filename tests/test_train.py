@@ -180,6 +180,21 @@ def test_resumed_run_equals_uninterrupted_run(data, tmp_path):
                                                          "optimizer-0000024.safetensors"]
 
 
+@pytest.mark.parametrize("every_s, saved_step", [(0.0, 14), (3600.0, None)])
+def test_checkpoints_by_time_save_when_the_interval_has_passed(data, tmp_path, every_s, saved_step):
+    x, labels = data
+
+    def crash(step, loss):
+        if step == 15:
+            raise KeyboardInterrupt("simulated crash")
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(x, labels, label_distance, "log_ratio", dim=8, steps=24, seed=5, checkpoint_dir=tmp_path,
+            checkpoint_every=10, checkpoint_every_s=every_s, on_step=crash, **SMALL)
+    config = tmp_path / "config.json"
+    assert (json.loads(config.read_text())["steps_done"] if config.is_file() else None) == saved_step
+
+
 def test_on_step_can_stop_training_and_resume_finishes_it(data, tmp_path):
     x, labels = data
     seen = []

@@ -29,11 +29,15 @@ class TaskData:
     meta: per-image attributes for colouring plots and picking queries, each a length-N
         array or list (e.g. ``{"activity": [...]}``). ``meta["captions"]`` holds the text of
         the caption task.
+    arrays: per-image numeric arrays (N, ...) made along with the labels and worth keeping, e.g.
+        the caption task's ``"caption_vectors"`` (N, captions, D): the sentence embeddings its
+        labels average, which the cross-modal method trains on.
     """
 
     images: np.ndarray
     labels: np.ndarray
     meta: dict[str, list] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.images.ndim != 4 or self.images.shape[-1] != 3 or self.images.dtype != np.uint8:
@@ -43,6 +47,9 @@ class TaskData:
         for key, values in self.meta.items():
             if len(values) != len(self.images):
                 raise ValueError(f"meta[{key!r}] has {len(values)} entries for {len(self.images)} images")
+        for key, values in self.arrays.items():
+            if len(values) != len(self.images):
+                raise ValueError(f"arrays[{key!r}] has {len(values)} rows for {len(self.images)} images")
 
     def __len__(self) -> int:
         return len(self.images)
@@ -56,6 +63,7 @@ class TaskData:
             images=self.images[indices],
             labels=self.labels[indices],
             meta={k: [v[i] for i in indices] for k, v in self.meta.items()},
+            arrays={k: v[indices] for k, v in self.arrays.items()},
         )
 
 

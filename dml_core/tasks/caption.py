@@ -29,8 +29,12 @@ from ._caption_text import N_CAPTIONS, write_captions
 from .base import DEFAULT_IMAGE_SIZE, DataFormatError, Task, TaskData
 
 __all__ = [
-    "BACKGROUNDS", "CATEGORIES", "GROUPS", "N_CAPTIONS", "TASK", "CaptionTask", "ObjectGroup", "Scene",
+    "BACKGROUNDS", "CAPTION_VECTORS", "CATEGORIES", "GROUPS", "N_CAPTIONS", "TASK", "CaptionTask", "ObjectGroup",
+    "Scene",
 ]
+
+#: ``TaskData.arrays`` key of generated splits: (N, captions, D) unit sentence embeddings.
+CAPTION_VECTORS = "caption_vectors"
 
 _LABEL_FONT_PATHS = (
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
@@ -109,18 +113,22 @@ class CaptionTask(Task):
         label_i = m_i / |m_i|,  m_i = mean_k e(c_ik),  e = unit sentence embedding.
         Returns float32 (N, D). Real data and text queries go through this same path.
         """
+        return self._labels_and_caption_vectors(caption_lists, progress)[0]
+
+    def _labels_and_caption_vectors(self, caption_lists, progress=False) -> tuple[np.ndarray, np.ndarray]:
+        """(labels (N, D), the unit caption embeddings e(c_ik) they average, flat (sum of counts, D))."""
         counts = np.array([len(captions) for captions in caption_lists], dtype=np.int64)
         if len(counts) and counts.min() < 1:
             raise ValueError(f"image {int(np.argmin(counts))} has no caption; every image needs at least one")
         flat = [str(c) for captions in caption_lists for c in captions]
         dim = text_embedding.embedding_dim(self.text_backend_name)
         if not flat:
-            return np.zeros((0, dim), dtype=np.float32)
+            return np.zeros((0, dim), dtype=np.float32), np.zeros((0, dim), dtype=np.float32)
         vectors = text_embedding.embed_sentences(flat, progress=progress, backend=self.text_backend_name)
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         means = np.add.reduceat(vectors.astype(np.float64), starts, axis=0) / counts[:, None]
         norms = np.linalg.norm(means, axis=1, keepdims=True)
-        return (means / np.maximum(norms, 1e-12)).astype(np.float32)
+        return (means / np.maximum(norms, 1e-12)).astype(np.float32), vectors
 
     def embed_query_text(self, text: str) -> np.ndarray:
         """A text query as a label vector (D,), comparable with image labels by label_distance."""
@@ -184,7 +192,11 @@ class CaptionTask(Task):
         images = np.empty((len(scenes), size, size, 3), dtype=np.uint8)
         for i, scene in enumerate(scenes):
             images[i] = render_scene(scene, size, self.sprites)
-        labels = self.label_from_captions(captions, progress=progress)
+        labels, vectors = self._labels_and_caption_vectors(captions, progress=progress)
+        per_image = {len(c) for c in captions}
+        # Kept for the cross-modal method, which trains on single captions: embedding them
+        # again would cost as much as this split's whole text pass.
+        arrays = {CAPTION_VECTORS: vectors.reshape(len(captions), per_image.pop(), -1)} if len(per_image) == 1 else {}
         meta = {
             "captions": [list(c) for c in captions],
             "objects": [", ".join(g.category for g in s.groups) for s in scenes],
@@ -193,7 +205,7 @@ class CaptionTask(Task):
             "n_objects": [s.n_objects for s in scenes],
             "background": [s.background for s in scenes],
         }
-        return TaskData(images=images, labels=labels, meta=meta)
+        return TaskData(images=images, labels=labels, meta=meta, arrays=arrays)
 
     def generate(
         self,

@@ -456,12 +456,8 @@ def planned_steps(spec: ModelSpec, profile: Profile) -> int:
 
 def _relative_cost(spec: ModelSpec, profile: Profile) -> float:
     """Rough single-thread cost of training ``spec``, to start the slowest jobs first: measured
-    (full profile, 2 cores) a CNN step costs ~20 head steps, and the cross-modal model first
-    embeds every training caption (~160 s, about 8 heads' worth)."""
-    steps = planned_steps(spec, profile)
-    if is_cnn(spec.method):
-        return 20 * steps
-    return 8 * steps if spec.method == CROSS_MODAL else steps
+    (full profile, 2 cores) a CNN step costs ~20 head steps."""
+    return planned_steps(spec, profile) * (20 if is_cnn(spec.method) else 1)
 
 
 def feature_mode(method: str) -> str:

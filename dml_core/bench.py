@@ -43,10 +43,9 @@ def collect_metrics(store: ArtifactStore, profile_name: str, tasks=TASK_NAMES) -
             runs.setdefault((spec.method, meta["dim"] if spec.method != build.BASELINE else None), []).append(meta["metrics"])
         methods = {method: _summarise(metrics) for (method, dim), metrics in runs.items()
                    if method == build.BASELINE or dim == profile.dim}
-        ablation_methods = [*build.ABLATION_METHODS, *(build.CNN_METHODS if task in profile.cnn_tasks else ())]
         ablation = {
             method: {str(dim): _summarise(runs[(method, dim)]) for (m, dim) in runs if m == method}
-            for method in ablation_methods if any(m == method and dim != profile.dim for m, dim in runs)
+            for method in build.ABLATION_METHODS if any(m == method and dim != profile.dim for m, dim in runs)
         }
         out[task] = {"methods": methods, "dim_ablation": ablation, "reference": reference_scores(store, task)}
     return out

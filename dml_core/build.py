@@ -73,7 +73,6 @@ def model_plan(profile: Profile, task: str | None = None) -> list[ModelSpec]:
     plan += [ModelSpec(m, d, profile.seeds[0]) for m in ABLATION_METHODS for d in profile.ablation_dims]
     if task in profile.cnn_tasks:
         plan += [ModelSpec(m, profile.dim, seed) for seed in profile.cnn_seeds for m in CNN_METHODS]
-        plan += [ModelSpec(m, d, profile.cnn_seeds[0]) for m in CNN_METHODS for d in profile.cnn_ablation_dims]
     if task == "caption":
         plan.append(ModelSpec(CROSS_MODAL, profile.dim, profile.seeds[0]))
     return plan

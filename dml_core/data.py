@@ -61,8 +61,8 @@ PROFILES = {
     "quick": Profile("quick", {"train": 1500, "gallery": 500, "query": 100}, seeds=(0,), steps=200),
     # The end-to-end track runs on layout only: on pose the compact CNN scored below the frozen
     # head at 9x its cost (BENCHMARKS.md, "Ceiling", embedder rows), so it bought nothing there.
-    # Nor does it train at d=16: there it scored what it scores at d=128 (0.976 against 0.975),
-    # and its two extra trainings cost the full build ~4 minutes, over the 45-minute target.
+    # Nor does it train at d=16: it scored there what it scores at d=128 (0.976 against 0.975),
+    # and those two trainings cost ~4 minutes of a full build that ran 1 minute past its target.
     "full": Profile("full", {"train": 10000, "gallery": 2000, "query": 500}, seeds=(0, 1, 2), steps=600, tune=True,
                     ablation_dims=(16,), cnn_tasks=("layout",), cnn_train=30000, cnn_steps=1500,
                     cnn_seeds=(0, 1)),

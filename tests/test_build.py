@@ -11,6 +11,7 @@ import numpy as np
 from dml_core.build import model_plan, run_build
 from dml_core.data import get_profile
 from dml_core.store import ArtifactStore
+from ranking_check import all_distances, assert_top_k_up_to_ties
 
 
 def _all_artifacts(store):
@@ -129,12 +130,9 @@ def test_a_cnn_model_saves_loads_and_queries_through_the_catalog_like_a_head(bui
     embedding = catalog.embed_image(image, model_id)
     np.testing.assert_allclose(embedding[0], model.query[2], atol=1e-5)        # the stored query embedding, recomputed
     hits, timings = catalog.hits_for_image(image, [model_id, "log_ratio-d128-s0"], k=5)
-    # the same ranking as the stored query's, up to the order of near-ties (the embedding agrees to 1e-5 only)
-    stored_hits = catalog.hits_for_query(2, [model_id], 5)[model_id]
-    all_distances, all_ids = catalog.search(model_id, model.query[2:3], len(catalog.gallery))
-    stored_distance = dict(zip(all_ids[0].tolist(), all_distances[0].tolist()))
-    np.testing.assert_allclose([h.distance for h in hits[model_id]], [h.distance for h in stored_hits], atol=1e-4)
-    np.testing.assert_allclose([stored_distance[h.gallery_index] for h in hits[model_id]], [h.distance for h in stored_hits], atol=1e-4)
+    image_hits = hits[model_id]                 # the stored query's ranking, up to near-ties (embeddings agree to 1e-5)
+    reference = all_distances(*catalog.search(model_id, model.query[2:3], len(catalog.gallery)), len(catalog.gallery))
+    assert_top_k_up_to_ties(np.array([[h.gallery_index for h in image_hits]]), np.array([[h.distance for h in image_hits]]), reference)
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG")
     upload = query_with_image_bytes(catalog, buffer.getvalue(), [model_id], k=5, place_on=[])

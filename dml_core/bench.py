@@ -268,13 +268,19 @@ def write_markdown(result: dict, path: Path) -> None:
 
 
 #: ``bench --profile quick --json`` of the quick build alone, and a quick ``build``'s report
-#: (``DML_HOME/build-report.json``) made while one other CPU-bound program ran; relative to BENCHMARKS.md.
+#: (``DML_HOME/build-report.json``) made while one other CPU-bound program ran, with the report of the
+#: same build run alone just after it under ``"alone"`` (the slowdown is a ratio from one sitting);
+#: relative to BENCHMARKS.md.
 QUICK_JSON = Path("docs") / "bench" / "quick.json"
 QUICK_SHARED_REPORT = Path("docs") / "bench" / "quick-build-shared-cpu.json"
 
 
 def _stage_text(seconds: float, stages: dict) -> str:
     return f"{seconds:.0f} s (" + ", ".join(f"{k} {stages[k]:.0f} s" for k in STAGE_ORDER if k in stages) + ")"
+
+
+def _report_stages(report: dict) -> dict:
+    return {name: stage["seconds"] for name, stage in report["stages"].items()}
 
 
 def _first_run_lines(quick_path: Path, shared_path: Path) -> list[str]:
@@ -286,10 +292,14 @@ def _first_run_lines(quick_path: Path, shared_path: Path) -> list[str]:
         lines.append(f"- quick build (what `make run` builds, `{QUICK_JSON}` of {quick.get('generated', '?')}): "
                      f"{_stage_text(t['build_s'], t['build_stages_s'])}")
     if shared and "stages" in shared:
-        stages = {name: stage["seconds"] for name, stage in shared["stages"].items()}
-        lines.append(f"- the same quick build while one other CPU-bound program ran (`{shared_path.name}`"
-                     f"{': ' + shared['competitor'] if shared.get('competitor') else ''}): "
-                     f"{_stage_text(shared['build_s'], stages)}")
+        line = (f"- the same quick build while one other CPU-bound program ran (`{shared_path.name}`"
+                f"{': ' + shared['competitor'] if shared.get('competitor') else ''}): "
+                f"{_stage_text(shared['build_s'], _report_stages(shared))}")
+        alone = shared.get("alone")
+        if alone and "stages" in alone:
+            line += (f", against {_stage_text(alone['build_s'], _report_stages(alone))} alone, run just after it: "
+                     f"**{shared['build_s'] / alone['build_s']:.2f}× slower**")
+        lines.append(line)
     return lines
 
 

@@ -55,4 +55,8 @@ def test_first_run_lines_give_the_quick_build_alone_and_on_a_shared_cpu(tmp_path
                                   "stages": {"data": {"seconds": 60.0}, "models": {"seconds": 300.0}}}))
     alone, busy = bench._first_run_lines(quick, shared)
     assert "281 s (data 42 s, features 44 s, models 196 s)" in alone
-    assert "400 s (data 60 s, models 300 s)" in busy and "a busy loop" in busy
+    assert "400 s (data 60 s, models 300 s)" in busy and "a busy loop" in busy and "alone" not in busy
+    shared.write_text(json.dumps({"build_s": 400.4, "stages": {"models": {"seconds": 300.0}},
+                                  "alone": {"build_s": 200.2, "stages": {"models": {"seconds": 150.0}}}}))
+    busy = bench._first_run_lines(quick, shared)[1]
+    assert "400 s (models 300 s), against 200 s (models 150 s) alone" in busy and "2.00× slower" in busy

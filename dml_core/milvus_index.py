@@ -29,7 +29,7 @@ from typing import Callable
 import numpy as np
 from tqdm.auto import tqdm
 
-from .index import (HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, HNSW_M, Backend, SearchBackendError, SearchIndex,
+from .index import (HNSW_EF_CONSTRUCTION, HNSW_M, Backend, SearchBackendError, SearchIndex, hnsw_ef_search,
                     prepare_vectors, scores_to_distances)
 
 #: Milvus answers at most this many results per query.
@@ -125,7 +125,7 @@ class MilvusIndex(SearchIndex):
         k = min(k, MAX_TOP_K)
         params = {"metric_type": _metric_type(self.metric)}
         if self.kind == "hnsw":
-            params["params"] = {"ef": max(HNSW_EF_SEARCH, k)}
+            params["params"] = {"ef": hnsw_ef_search(self.size, k)}
         try:
             results = self.client.search(self.collection, data=list(queries), limit=k, anns_field=VECTOR_FIELD,
                                          search_params=params, output_fields=[ID_FIELD])

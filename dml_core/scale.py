@@ -25,7 +25,8 @@ on disk; a server's is not visible from here); resident memory (RSS) growth of t
 across the build, after freeing the previous backend (Milvus Lite runs in this process; a
 server's memory is its own); query latency p50 / p95 in ms, one query at a time at k = 10 as the
 app searches (FAISS on one thread), after 3 warm-up queries; recall@10, the share of FAISS
-flat's top 10 that the backend also returns, averaged over the queries.
+flat's top 10 that the backend also returns, averaged over the queries. FAISS HNSW is then
+queried again at each efSearch of ``EF_SWEEP`` (recall and p50 only): the trade its width makes.
 
 Results merge into the JSON file (one run per N, D and data source, so a 100 k and a 1 M run
 sit side by side); ``bench.write_markdown`` renders them as the "Scale" section of BENCHMARKS.md.
@@ -243,6 +244,24 @@ def measure(name: str, build, points: np.ndarray, queries: np.ndarray, exact: np
     return row, (index, ids)
 
 
+#: Other efSearch values FAISS HNSW is queried at after its row is measured: the recall / latency trade.
+EF_SWEEP = (64, 128, 256, 512, 1024, 2048, 4096)
+
+
+def ef_sweep(index: ix.Index, queries: np.ndarray, exact: np.ndarray, k: int) -> list[dict]:
+    """Recall@k and p50 latency of a FAISS HNSW index at each of EF_SWEEP (its own efSearch restored)."""
+    chosen, out = index.faiss_index.hnsw.efSearch, []
+    try:
+        for ef_search in EF_SWEEP:
+            index.faiss_index.hnsw.efSearch = ef_search
+            ids, times = query_latencies(index, queries, k)
+            out.append({"efSearch": ef_search, f"recall@{k}": round(recall_at(ids, exact), 4),
+                        "query_ms_p50": round(float(np.percentile(times, 50)), 3)})
+    finally:
+        index.faiss_index.hnsw.efSearch = chosen
+    return out
+
+
 def _faiss_builder(points, metric, kind):
     import faiss
 
@@ -316,6 +335,10 @@ def run_scale(n: int, dim: int, queries: int = 100, k: int = 10, backends=DEFAUL
                 milvus_index.connect(target)  # the client's imports and threads are not the index's memory
                 build = _milvus_builder(points, metric, kind, target)
             row, (index, ids) = measure(name, build, points, query_vectors, exact, k)
+            if kind == "hnsw":  # the width it was measured at (Milvus is given it with each search)
+                row["efSearch"] = int(index.faiss_index.hnsw.efSearch) if engine == "faiss" else ix.hnsw_ef_search(n, k)
+            if name == "faiss-hnsw":
+                row["ef_sweep"] = ef_sweep(index, query_vectors, exact, k)
             row["where"] = ("in-process" if engine == "faiss" else
                             f"Milvus server {milvus_uri}" if milvus_uri else "Milvus Lite (in-process)")
             if name == "faiss-flat":
@@ -339,7 +362,7 @@ def run_scale(n: int, dim: int, queries: int = 100, k: int = 10, backends=DEFAUL
     subquantizers, bits = ix.pq_layout(dim, n)
     return {
         "n": n, "dim": dim, "k": k, "queries": int(len(query_vectors)), "metric": metric, "data": data,
-        "settings": {"hnsw": {"M": ix.HNSW_M, "efConstruction": ix.HNSW_EF_CONSTRUCTION, "efSearch": ix.HNSW_EF_SEARCH},
+        "settings": {"hnsw": {"M": ix.HNSW_M, "efConstruction": ix.HNSW_EF_CONSTRUCTION, "efSearch": ix.hnsw_ef_search(n, k)},
                      "ivfpq": {"lists": lists, "probes": min(lists, ix.IVF_PROBES), "subquantizers": subquantizers,
                                "bits": bits, "refine": f"SQ8 over {ix.REFINE_FACTOR}·k candidates"}},
         "backends": rows, "skipped": skipped,
@@ -414,10 +437,14 @@ def markdown_lines(scale: dict) -> list[str]:
                   "| backend | where | build s | index size | RSS growth | p50 ms | p95 ms | recall@10 |",
                   "|---|---|---|---|---|---|---|---|"]
         for row in run["backends"]:
-            lines.append(f"| {NAMES.get(row['name'], row['name'])} | {row['where']} | {row['build_s']:,.1f} | "
+            name = NAMES.get(row["name"], row["name"]) + (f" (efSearch {row['efSearch']})" if "efSearch" in row else "")
+            lines.append(f"| {name} | {row['where']} | {row['build_s']:,.1f} | "
                          f"{_mib(row['index_bytes'])} | {_mib(row['rss_growth_bytes'])} | {row['query_ms_p50']:.2f} | "
                          f"{row['query_ms_p95']:.2f} | {row[recall]:.3f} |")
         lines += [f"- {NAMES.get(s_['name'], s_['name'])}: not run, {s_['reason']}" for s_ in run.get("skipped", [])]
+        lines += [f"- {NAMES[row['name']]} at other efSearch, {recall} (p50 ms): "
+                  + ", ".join(f"{p['efSearch']}: {p[recall]:.3f} ({p['query_ms_p50']:.2f})" for p in row["ef_sweep"])
+                  for row in run["backends"] if "ef_sweep" in row]
         lines.append("")
     return lines
 

@@ -7,7 +7,7 @@ import pytest
 
 from dml_core import cli
 from dml_core.index import build_index, save_index
-from dml_core.scale import (ScaleInputError, extend_around, make_vectors, markdown_lines, merge_run, run_scale,
+from dml_core.scale import (EF_SWEEP, ScaleInputError, extend_around, make_vectors, markdown_lines, merge_run, run_scale,
                             write_section)
 from dml_core.store import ArtifactStore
 
@@ -52,6 +52,9 @@ def test_run_merge_and_markdown(tmp_path):
     assert names == ["faiss-flat", "faiss-hnsw"] and first["data"]["source"] == "synthetic"
     flat, hnsw = first["backends"]
     assert flat["recall@10"] == 1.0 and hnsw["recall@10"] >= 0.9 and flat["index_bytes"] >= 3_000 * 8 * 4
+    assert hnsw["efSearch"] == 128 and "efSearch" not in flat
+    sweep = {point["efSearch"]: point["recall@10"] for point in hnsw["ef_sweep"]}
+    assert list(sweep) == list(EF_SWEEP) and sweep[128] == hnsw["recall@10"] and sweep[4096] >= sweep[64]
     assert all(row["query_ms_p95"] >= row["query_ms_p50"] > 0 for row in first["backends"])
     path = tmp_path / "docs" / "bench" / "scale.json"
     path.parent.mkdir(parents=True)
@@ -64,6 +67,9 @@ def test_run_merge_and_markdown(tmp_path):
     assert json.loads(path.read_text()) == merged
     section = markdown_lines(merged)
     assert section[0] == "## Scale" and sum(line.startswith("| FAISS") for line in section) == 3
+    assert "| FAISS HNSW (efSearch 128) |" in "\n".join(section) and "efSearch = 128;" in "\n".join(section)
+    (sweep_line,) = [line for line in section if "at other efSearch" in line]
+    assert f"4096: {sweep[4096]:.3f}" in sweep_line
     report = tmp_path / "BENCHMARKS.md"
     report.write_text("# Benchmarks\n\n## Tuning\n\ntext\n\n## Speed\n\n- fast\n")
     write_section(report, merged)

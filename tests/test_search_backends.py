@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from dml_core import cli, milvus_index
-from dml_core.index import (build_index, load_index, open_gallery_index, parse_backend, save_index, search,
-                            sync_gallery_indexes)
+from dml_core.index import (build_index, hnsw_ef_search, load_index, open_gallery_index, parse_backend, save_index,
+                            search, sync_gallery_indexes)
 from dml_core.retrieval import load_catalog
 from dml_core.store import ArtifactStore
 from ranking_check import all_distances, assert_top_k_up_to_ties
@@ -96,6 +96,22 @@ def test_hnsw_recall_at_10_on_100k_vectors():
     _, found = search(hnsw, queries, TOP)
     recall = np.mean([len(set(a) & set(b)) / TOP for a, b in zip(found, exact)])
     assert recall >= 0.95, recall
+
+
+def test_hnsw_search_widens_with_the_gallery():
+    assert [hnsw_ef_search(n) for n in (1, 2_000, 6_250, 6_251, 100_000, 1_000_000)] == [128, 128, 128, 256, 512, 2048]
+    sizes = np.unique(np.geomspace(1, 10**8, 300).astype(int))
+    widths = [hnsw_ef_search(int(n)) for n in sizes]
+    assert all(a <= b for a, b in zip(widths, widths[1:]))              # never narrower for a larger gallery
+    assert all(w & (w - 1) == 0 for w in widths)                         # powers of two
+    assert hnsw_ef_search(1_000, k=300) == 300                          # at least k
+
+
+def test_a_faiss_hnsw_index_keeps_the_search_width_of_its_size(tmp_path):
+    index = build_index(clustered(7_000, 4, seed=4), "cosine", "hnsw")
+    assert index.faiss_index.hnsw.efSearch == hnsw_ef_search(7_000) == 256
+    save_index(index, tmp_path / "index.faiss")
+    assert load_index(tmp_path / "index.faiss").faiss_index.hnsw.efSearch == 256
 
 
 @pytest.mark.parametrize("kind", ["hnsw", "ivfpq"])

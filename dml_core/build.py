@@ -73,7 +73,7 @@ def model_plan(profile: Profile, task: str | None = None) -> list[ModelSpec]:
     plan += [ModelSpec(m, d, profile.seeds[0]) for m in ABLATION_METHODS for d in profile.ablation_dims]
     if task in profile.cnn_tasks:
         plan += [ModelSpec(m, profile.dim, seed) for seed in profile.cnn_seeds for m in CNN_METHODS]
-    if task == "caption":
+    if task is not None and get_task(task).has_captions:
         plan.append(ModelSpec(CROSS_MODAL, profile.dim, profile.seeds[0]))
     return plan
 
@@ -301,7 +301,8 @@ class TaskFeatures:
     def caption_embeddings(self) -> np.ndarray:
         """(N, captions, D) sentence embeddings of the training captions: the ones the data stage
         made for the labels when it kept them (``CAPTION_VECTORS``), else embedded once and
-        cached in the store."""
+        cached in the store. Images with fewer captions than the most (COCO has 5 to 7) repeat
+        theirs in turn, so a caption drawn at random is still one of their own."""
         from .tasks.caption import CAPTION_VECTORS
         from .text import embedding_dim, embed_sentences, text_backend
 
@@ -311,8 +312,9 @@ class TaskFeatures:
         key = (self.task, "text", "train")
         if not self.store.is_valid(*key):
             captions = self.train.meta["captions"]
-            per_image = len(captions[0])
-            flat = embed_sentences([c for caps in captions for c in caps], progress=True)
+            per_image = max(len(caps) for caps in captions)
+            cycled = [[caps[j % len(caps)] for j in range(per_image)] for caps in captions]
+            flat = embed_sentences([c for caps in cycled for c in caps], progress=True)
             with self.store.writer(*key, meta={"backend": text_backend()}) as tmp:
                 np.save(tmp / "captions.npy", flat.reshape(len(captions), per_image, -1))
         return self.store.load_array(*key, name="captions.npy")

@@ -156,15 +156,15 @@ if result is not None:
         st.caption("None of the chosen models has a gallery map (maps are built for d=128, seed 0).")
 
 # ----------------------------------------------------------------------------- text query
-if task == "caption":
+if catalog.task.has_captions:
     st.divider()
     st.subheader("Query with text")
     text_models = views.text_model_ids(catalog)
     if not text_models:
         st.info(
             "Text search needs a **cross-modal** model: one that embeds captions and images into the same space "
-            "(method `cross_modal`). This build has none for the caption task; `python -m dml_core build` makes "
-            "one. Image-only models cannot place a sentence among the images, so there is nothing honest to "
+            f"(method `cross_modal`). This build has none for this task; `python -m dml_core build --tasks {task}` "
+            "makes one. Image-only models cannot place a sentence among the images, so there is nothing honest to "
             "search with yet."
         )
     else:

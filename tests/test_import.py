@@ -16,7 +16,7 @@ from PIL import Image
 from scipy import io as sio
 from streamlit.testing.v1 import AppTest
 
-from dml_core import cli
+from dml_core import cli, views
 from dml_core.build import build_data, model_plan, run_build
 from dml_core.data import get_profile, load_split
 from dml_core.importer import MIN_SPLIT, assign_splits, import_dataset
@@ -71,8 +71,9 @@ def write_lsun(root: Path, n: int, png: bool = False) -> np.ndarray:
 
 def write_coco(root: Path, n: int) -> list[list[str]]:
     """Caption scenes as COCO: val2017/ images and annotations/captions_val2017.json; one more
-    image has no caption."""
+    image has no caption, and every third has fewer captions than the rest (COCO has 5 to 7)."""
     data = get_task("caption").generate(n, seed=13, size=SIZE)
+    data.meta["captions"] = [caps[:2] if k % 3 == 0 else caps for k, caps in enumerate(data.meta["captions"])]
     (root / "annotations").mkdir(parents=True)
     (root / "val2017").mkdir()
     images, annotations = [], []
@@ -451,3 +452,29 @@ def test_every_page_opens_on_an_imported_task(home_env, page_name):
     if page_name == "embedding_space":
         colour = at.sidebar.selectbox(key=f"emb_colour_{NAMES['folder']}")
         assert list(colour.options)[:4] == list(LABEL_COLUMNS)
+
+
+def test_an_imported_coco_task_gets_a_cross_modal_model_and_text_queries(home_env):
+    name, store = NAMES["coco"], ArtifactStore(home_env["home"])
+    catalog = load_catalog(name, store)
+    assert catalog.text_model_ids() == ["cross_modal-d128-s0"]
+    assert [views.text_model_ids(load_catalog(NAMES[f], store)) for f in ("folder", "mpii", "lsun")] == [[], [], []]
+    # the cross-modal model trained on every image's own captions, however many it has
+    captions = load_split(store, name, "train").meta["captions"]
+    counts = [len(c) for c in captions]
+    assert set(counts) == {2, 5}
+    cached = store.load_array(name, "text", "train", name="captions.npy")
+    assert cached.shape[:2] == (len(captions), 5)
+    short = counts.index(2)
+    np.testing.assert_array_equal(cached[short, [2, 3, 4]], cached[short, [0, 1, 0]])
+    assert not np.array_equal(cached[short, 0], cached[short, 1])
+
+    at = page("upload", _keep_task=name)
+    assert not at.exception, [e.value for e in at.exception]
+    sentence = catalog.gallery.meta["captions"][3][0]
+    at.text_input(key="up_text").set_value(sentence).run()
+    assert not at.exception and not at.error
+    k = at.slider(key="up_k").value
+    expected, _ = catalog.hits_for_text(sentence, ["cross_modal-d128-s0"], k)
+    grid = [m.value for m in at.markdown if "bb-grid" in m.value][-1]
+    assert [int(i) for i in re.findall(r'title="gallery #(\d+)', grid)] == [h.gallery_index for h in expected["cross_modal-d128-s0"]]

@@ -83,6 +83,9 @@ class Task(abc.ABC):
     #: False for imported data sets (``dml_core.tasks.imported``): stored images only, and
     #: ``generate`` raises.
     has_generator: bool = True
+    #: Every image carries captions (``meta["captions"]``, lists of sentences): the build adds a
+    #: cross-modal model, and the app offers text queries.
+    has_captions: bool = False
     #: ``draw_label`` draws the label into the image (a skeleton, layout edges): it can mark
     #: result tiles. False when it writes the label as text beside the image instead.
     label_drawn_on_image: bool = True

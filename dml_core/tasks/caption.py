@@ -79,6 +79,7 @@ class CaptionTask(Task):
     """
 
     name = "caption"
+    has_captions = True
     title = "Image captions"
     description = "Object scenes; label = captions; distance = 1 − cosine similarity of sentence embeddings."
     attributes = ("category", "main_object", "n_objects", "background")

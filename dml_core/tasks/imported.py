@@ -150,6 +150,7 @@ class ImportedTask(Task):
         self.description = descriptor.get("description", "")
         self.attributes = tuple(descriptor.get("attributes", ()))
         self.label_drawn_on_image = self.format != "folder"
+        self.has_captions = self.format == "coco"
         if self.format == "folder":
             self.label_columns = tuple(descriptor["label_columns"])
             self.distance = descriptor["distance"]

@@ -14,9 +14,10 @@ import pytest
 from dml_core import cli, milvus_index
 from dml_core.index import (build_index, hnsw_ef_search, load_index, open_gallery_index, parse_backend, save_index,
                             search, sync_gallery_indexes)
+from dml_core.metrics import embedding_distance
 from dml_core.retrieval import load_catalog
 from dml_core.store import ArtifactStore
-from ranking_check import all_distances, assert_top_k_up_to_ties
+from ranking_check import assert_top_k_up_to_ties
 
 SERVER_CHECK = Path(__file__).with_name("milvus_server_check.py")
 TOP = 10
@@ -38,7 +39,7 @@ def test_milvus_lite_flat_equals_faiss_flat_on_the_built_gallery(built_home, lit
     metrics = set()
     for model_id, model in faiss_catalog.models.items():
         assert type(milvus_catalog.models[model_id].index).__name__ == "MilvusIndex"
-        reference = all_distances(*faiss_catalog.search(model_id, model.query, len(faiss_catalog.gallery)), len(faiss_catalog.gallery))
+        reference = embedding_distance(model.query, model.gallery, model.meta["metric"])
         distances, ids = milvus_catalog.search(model_id, model.query, TOP)
         assert_top_k_up_to_ties(ids, distances, reference, atol=1e-5)
         metrics.add(model.meta["metric"])
@@ -161,11 +162,11 @@ def test_real_milvus_server(built_home, tmp_path):
     if proc.returncode == 77:
         pytest.skip(err.decode().strip().splitlines()[-1])
     assert proc.returncode == 0, err.decode()[-3000:]
-    faiss_catalog = load_catalog("pose", ArtifactStore(built_home), parse_backend("faiss"))
-    n_gallery = len(faiss_catalog.gallery)
+    catalog = load_catalog("pose", ArtifactStore(built_home))
     with np.load(tmp_path / "results.npz") as results:
         for model_id in models:
-            reference = all_distances(*faiss_catalog.search(model_id, faiss_catalog.models[model_id].query, n_gallery), n_gallery)
+            model = catalog.models[model_id]
+            reference = embedding_distance(model.query, model.gallery, model.meta["metric"])
             assert_top_k_up_to_ties(results[f"faiss:{model_id}:ids"], results[f"faiss:{model_id}:distances"], reference, atol=1e-5)
             assert_top_k_up_to_ties(results[f"milvus:{model_id}:ids"], results[f"milvus:{model_id}:distances"], reference, atol=1e-5)
             assert str(results[f"milvus:{model_id}:collection"]).startswith("dml_pose__")

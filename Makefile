@@ -21,6 +21,7 @@ dev: build
 		--server.fileWatcherType poll --server.runOnSave true
 
 test: setup
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
 bench: setup

@@ -11,7 +11,9 @@ import os
 import sys
 from pathlib import Path
 
-from .tasks import TASK_NAMES, task_names
+from dml_core.core.vocabulary import HEADLINE_METRICS, METRIC_LABELS
+from dml_core.data.tasks import TASK_NAMES, task_names
+from dml_core.pipeline.profiles import PROFILES
 
 
 def _task_list(text: str) -> tuple[str, ...]:
@@ -43,8 +45,8 @@ def _positive_int(text: str) -> int:
 
 
 def cmd_build(args) -> int:
-    from .build import run_build
-    from .store import ArtifactStore, atomic_write_json
+    from dml_core.core.store import ArtifactStore, atomic_write_json
+    from dml_core.pipeline.stages import run_build
 
     store = ArtifactStore()
     report = run_build(args.profile, args.tasks, store, workers=args.workers, device=args.device, backend=_backend(args))
@@ -57,13 +59,13 @@ def cmd_build(args) -> int:
 
 def _backend(args):
     """The search backend of ``--index`` / ``--milvus-uri``, else of DML_INDEX / DML_MILVUS_URI."""
-    from .index import backend_from_env
+    from dml_core.search.backends import backend_from_env
 
     return backend_from_env(args.index, args.milvus_uri)
 
 
 def _catalog(task: str, backend=None):
-    from .retrieval import load_catalog
+    from dml_core.serve.catalog import load_catalog
 
     return load_catalog(task, backend=backend)
 
@@ -77,13 +79,8 @@ def _select_models(catalog, wanted: list[str] | None, main_only: bool = True) ->
     return wanted
 
 
-#: The columns of ``evaluate``'s table and of its JSON rows.
-EVALUATE_COLUMNS = {"ndcg@10": "nDCG@10", "ndcg@100": "nDCG@100", "mld@10": "mld@10", "gap_closed@10": "gap closed@10",
-                    "spearman": "Spearman"}
-
-
 def cmd_evaluate(args) -> int:
-    from .export import PER_QUERY_KEYS, per_query_evaluation, query_records
+    from dml_core.serve.export import PER_QUERY_KEYS, per_query_evaluation, query_records
 
     if args.per_query and not args.json:
         raise ValueError("--per-query needs --json FILE to write the per-query records to")
@@ -91,23 +88,23 @@ def cmd_evaluate(args) -> int:
     rows, per_query, reference = {}, {}, {}
     for model_id in _select_models(catalog, args.models, main_only=False):
         result = per_query_evaluation(catalog.models[model_id], catalog.label_dist)  # the backend's own ranking
-        rows[model_id] = {k: round(result["means"][k], 4) for k in EVALUATE_COLUMNS}
+        rows[model_id] = {k: round(result["means"][k], 4) for k in HEADLINE_METRICS}
         reference = result["reference"]  # the same for every model: it depends on the labels only
         if args.per_query:
             per_query[model_id] = {"summary": {k: result["means"][k] for k in PER_QUERY_KEYS},
                                    "queries": query_records(result["per_query"])}
-    reference = {name: {k: round(scores[k], 4) for k in EVALUATE_COLUMNS} for name, scores in reference.items()}
+    reference = {name: {k: round(scores[k], 4) for k in HEADLINE_METRICS} for name, scores in reference.items()}
     width = max(len(m) for m in [*rows, "(random)"])
-    print(f"{'model':<{width}}  " + "  ".join(EVALUATE_COLUMNS.values()))
+    print(f"{'model':<{width}}  " + "  ".join(METRIC_LABELS[k] for k in HEADLINE_METRICS))
     for model_id, row in [*rows.items(), *((f"({name})", scores) for name, scores in reference.items())]:
-        print(f"{model_id:<{width}}  " + "  ".join(f"{row[k]:{len(name)}.4f}" for k, name in EVALUATE_COLUMNS.items()))
+        print(f"{model_id:<{width}}  " + "  ".join(f"{row[k]:{len(name)}.4f}" for k, name in ((k, METRIC_LABELS[k]) for k in HEADLINE_METRICS)))
     print("gap closed@10: where mld@10 stands between random retrieval (0) and the oracle (1)")
     if args.json:
         out = {"task": args.task, "queries": len(catalog.queries), "gallery": len(catalog.gallery),
                "index": catalog.backend.name, "models": rows, "reference": reference}
         if args.per_query:
             out["per_query"] = per_query
-        from .store import atomic_write_json
+        from dml_core.core.store import atomic_write_json
 
         atomic_write_json(_output_path(args.json), out)
     return 0
@@ -131,7 +128,7 @@ def _output_path(text: str) -> Path:
 def _read_image_bytes(name: str) -> bytes:
     """The bytes of ``--image``: any file the user names, or ``-`` for stdin; never more than the
     upload limit is read."""
-    from .images import MAX_BYTES, ImageInputError
+    from dml_core.core.images import MAX_BYTES, ImageInputError
 
     if name == "-":
         data = sys.stdin.buffer.read(MAX_BYTES + 1)
@@ -150,8 +147,8 @@ def _read_image_bytes(name: str) -> bytes:
 
 
 def cmd_query(args) -> int:
-    from .images import ImageInputError
-    from .views import query_with_image_bytes
+    from dml_core.core.images import ImageInputError
+    from dml_core.serve.upload import query_with_image_bytes
 
     catalog = _catalog(args.task, _backend(args))
     model_ids = _select_models(catalog, args.models)
@@ -187,9 +184,13 @@ def cmd_query(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from . import distributed
-    from .build import ModelSpec, TaskFeatures, resolve_device, stored_profile, train_model
-    from .store import ArtifactStore
+    from dml_core.core.store import ArtifactStore
+    from dml_core.learn import distributed
+    from dml_core.pipeline.features import TaskFeatures
+    from dml_core.pipeline.models import train_model
+    from dml_core.pipeline.plan import ModelSpec
+    from dml_core.pipeline.profiles import stored_profile
+    from dml_core.pipeline.stages import resolve_device
 
     store = ArtifactStore()
     profile = stored_profile(store, args.task)
@@ -210,7 +211,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .bench import run_bench
+    from dml_core.bench.run import run_bench
 
     json_path, markdown_path = _output_path(args.json), _output_path(args.markdown) if args.markdown else None
     result = run_bench(args.profile, json_path, args.tasks, markdown_path=markdown_path, workers=args.workers,
@@ -224,7 +225,7 @@ def cmd_bench(args) -> int:
 
 
 def cmd_preview(args) -> int:
-    from .preview import contact_sheet
+    from dml_core.data.preview import contact_sheet
 
     out = _output_path(args.out)
     if out.suffix.lower() not in {".png", ".jpg", ".jpeg", ".webp"}:
@@ -236,7 +237,7 @@ def cmd_preview(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from .importer import import_dataset, parse_fractions, print_skip
+    from dml_core.data.importer import import_dataset, parse_fractions, print_skip
 
     columns = [c.strip() for c in args.label_columns.split(",") if c.strip()] if args.label_columns else None
     report = import_dataset(
@@ -250,7 +251,7 @@ def cmd_import(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .export import write_projector
+    from dml_core.serve.export import write_projector
 
     catalog = _catalog(args.task)
     out = _user_path(args.out)
@@ -263,8 +264,8 @@ def cmd_export(args) -> int:
 
 
 def cmd_ceiling(args) -> int:
-    from .ceiling import run_ceiling
-    from .store import atomic_write_json
+    from dml_core.bench.ceiling import run_ceiling
+    from dml_core.core.store import atomic_write_json
 
     result = run_ceiling(args.tasks, regimes=not args.no_regimes, regime_tasks=args.regime_tasks)
     out = _output_path(args.json)
@@ -274,8 +275,8 @@ def cmd_ceiling(args) -> int:
 
 
 def cmd_scale(args) -> int:
-    from .bench import SCALE_JSON
-    from .scale import NAMES, ScaleInputError, merge_run, run_scale, write_section
+    from dml_core.bench.report import SCALE_JSON
+    from dml_core.bench.scale import NAMES, ScaleInputError, merge_run, run_scale, write_section
 
     out = _output_path(args.json)
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
@@ -303,7 +304,7 @@ def cmd_scale(args) -> int:
 
 
 def _method_ids() -> list[str]:
-    from .methods import METHODS
+    from dml_core.learn.methods import METHODS
 
     return list(METHODS)
 
@@ -319,7 +320,7 @@ def _add_speed_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_index_arguments(parser: argparse.ArgumentParser) -> None:
-    from .index import BACKEND_NAMES
+    from dml_core.search.backends import BACKEND_NAMES
 
     parser.add_argument("--index", choices=BACKEND_NAMES, default=None,
                         help="search backend (default: DML_INDEX, else faiss: exact, in-process)")
@@ -328,113 +329,139 @@ def _add_index_arguments(parser: argparse.ArgumentParser) -> None:
                              "file under DML_HOME); implies --index milvus")
 
 
+def _add_build(sub) -> None:
+    parser = sub.add_parser("build", help="generate data, features, models, indexes and projections")
+    parser.add_argument("--profile", choices=list(PROFILES), default="quick")
+    parser.add_argument("--tasks", type=_task_list, default=TASK_NAMES, help="comma-separated, e.g. pose,layout or an imported task (default: the built-in tasks)")
+    _add_speed_arguments(parser)
+    _add_index_arguments(parser)
+    parser.add_argument("--report", help="where to write the build report (default: DML_HOME/build-report.json)")
+    parser.set_defaults(func=cmd_build)
+
+
+def _add_train(sub) -> None:
+    parser = sub.add_parser("train", help="train one model on the built features of a task")
+    parser.add_argument("--task", type=_task_name, required=True, metavar="TASK")
+    parser.add_argument("--method", choices=_method_ids(), required=True)
+    parser.add_argument("--dim", type=_positive_int, default=128)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=_positive_int, default=None, help="default: the build profile's")
+    parser.add_argument("--prefix", default="cli-", help="model id prefix, so the build's models are never replaced")
+    parser.add_argument("--device", choices=DEVICES, default="auto", help="auto: a CUDA GPU when torch sees one")
+    parser.add_argument("--distributed", action="store_true",
+                        help="one model over the processes torchrun starts (DDP; gloo on CPU, NCCL on GPU)")
+    parser.set_defaults(func=cmd_train)
+
+
+def _add_evaluate(sub) -> None:
+    parser = sub.add_parser("evaluate", help="nDCG@K, mean label distance@K and Spearman of built models")
+    parser.add_argument("--task", type=_task_name, required=True, metavar="TASK")
+    parser.add_argument("--models", nargs="+", help="model ids (default: all)")
+    parser.add_argument("--json", help="also write the results to this JSON file")
+    parser.add_argument("--per-query", action="store_true",
+                        help="with --json: every model's scores for each query, and their means")
+    _add_index_arguments(parser)
+    parser.set_defaults(func=cmd_evaluate)
+
+
+def _add_query(sub) -> None:
+    parser = sub.add_parser("query", help="retrieve gallery images for an image (or a text, caption task)")
+    parser.add_argument("--task", type=_task_name, required=True, metavar="TASK")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--image", help="PNG, JPEG, WebP, BMP or GIF file; '-' reads it from stdin")
+    source.add_argument("--text", help="a sentence (caption task, needs a cross-modal model)")
+    parser.add_argument("--models", nargs="+", help="model ids (default: the main models)")
+    parser.add_argument("--k", type=_positive_int, default=10)
+    parser.add_argument("--json", action="store_true", help="print JSON: ranked gallery ids with distances")
+    _add_index_arguments(parser)
+    parser.set_defaults(func=cmd_query)
+
+
+def _add_bench(sub) -> None:
+    parser = sub.add_parser("bench", help="build, measure every model and the speed; write JSON and BENCHMARKS.md")
+    parser.add_argument("--profile", choices=list(PROFILES), default="quick")
+    parser.add_argument("--tasks", type=_task_list, default=TASK_NAMES)
+    parser.add_argument("--json", required=True, help="where to write the results")
+    parser.add_argument("--markdown", default="BENCHMARKS.md", help="report to regenerate ('' to skip)")
+    _add_speed_arguments(parser)
+    parser.set_defaults(func=cmd_bench)
+
+
+def _add_import(sub) -> None:
+    from dml_core.data.tasks.imported import DISTANCES, FORMATS
+
+    parser = sub.add_parser("import", help="a data set on disk as a new task: images + label CSV, or MPII / LSUN / COCO")
+    parser.add_argument("--task", required=True, help="name of the new task (lower-case letters, digits, _ and -)")
+    parser.add_argument("--format", choices=FORMATS, required=True)
+    parser.add_argument("--images", help="folder: the image folder (the CSV's paths are relative to it)")
+    parser.add_argument("--labels", help="folder: CSV with a 'file' column and numeric label columns")
+    parser.add_argument("--label-columns", help="folder: comma-separated label columns (default: every numeric column)")
+    parser.add_argument("--root", help="mpii / lsun / coco: the data set's folder (or its annotation file)")
+    parser.add_argument("--distance", choices=DISTANCES, default="euclidean",
+                        help="folder: label distance on the standardised label columns")
+    parser.add_argument("--split", default="0.7,0.2,0.1", help="train,gallery,query fractions (default 0.7,0.2,0.1)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random split")
+    parser.add_argument("--title", help="what the app's task picker shows (default: the name)")
+    parser.add_argument("--replace", action="store_true", help="import again over an earlier import of this name")
+    parser.set_defaults(func=cmd_import)
+
+
+def _add_export(sub) -> None:
+    parser = sub.add_parser("export", help="a model's gallery embeddings and metadata as TensorBoard Projector TSV")
+    parser.add_argument("--task", type=_task_name, required=True, metavar="TASK")
+    parser.add_argument("--model", required=True, help="model id, e.g. log_ratio-d128-s0 (see evaluate)")
+    parser.add_argument("--out", required=True, help="folder for tensors.tsv, metadata.tsv, sprite.jpg, projector_config.pbtxt")
+    parser.add_argument("--no-sprite", action="store_true", help="leave out the thumbnails sheet (sprite.jpg)")
+    parser.set_defaults(func=cmd_export)
+
+
+def _add_ceiling(sub) -> None:
+    parser = sub.add_parser("ceiling", help="what limits quality: label readouts, resolution, steps, d, embedders")
+    parser.add_argument("--tasks", type=_task_list, default=("pose", "layout"))
+    parser.add_argument("--json", default="docs/bench/parser.json")
+    parser.add_argument("--no-regimes", action="store_true", help="skip the (slow) embedder comparison")
+    parser.add_argument("--regime-tasks", type=_task_list, default=("pose",), help="tasks for the embedder comparison")
+    parser.set_defaults(func=cmd_ceiling)
+
+
+def _add_scale(sub) -> None:
+    from dml_core.bench.scale import BACKENDS, DEFAULT_BACKENDS
+
+    parser = sub.add_parser("scale", help="build and query search indexes over N vectors: FAISS flat / HNSW / IVF-PQ, Milvus")
+    parser.add_argument("--n", type=_positive_int, required=True, help="vectors in the index (a built model's gallery, extended)")
+    parser.add_argument("--dim", type=_positive_int, default=128, help="their dimension (a built model of this d is used)")
+    parser.add_argument("--queries", type=_positive_int, default=100)
+    parser.add_argument("--k", type=_positive_int, default=10)
+    parser.add_argument("--backends", default=",".join(DEFAULT_BACKENDS), help=f"comma-separated from {', '.join(BACKENDS)}")
+    parser.add_argument("--task", type=_task_name, default=None, metavar="TASK", help="take the model from this task")
+    parser.add_argument("--model", default=None, help="this model's gallery (default: a log_ratio model of d = --dim)")
+    parser.add_argument("--milvus-uri", default=None, metavar="URI", help="measure Milvus on this server (default: Milvus Lite)")
+    parser.add_argument("--milvus-max-n", type=_positive_int, default=1_000_000, help="largest N tried on Milvus Lite")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", default="docs/bench/parser.json", help="results file (runs of other N are kept)")
+    parser.add_argument("--markdown", default="", help="also rewrite the Scale section of this BENCHMARKS.md (the rest stays)")
+    parser.set_defaults(func=cmd_scale)
+
+
+def _add_preview(sub) -> None:
+    parser = sub.add_parser("preview", help="contact sheet of generated images with their labels")
+    parser.add_argument("--task", type=_task_name, required=True, metavar="TASK")
+    parser.add_argument("--n", type=_positive_int, default=36)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--size", type=_positive_int, default=128)
+    parser.add_argument("--out", required=True)
+    parser.set_defaults(func=cmd_preview)
+
+
+#: One function a command: each adds its subparser and the function that runs it.
+COMMANDS = (_add_build, _add_train, _add_evaluate, _add_query, _add_bench, _add_import, _add_export, _add_ceiling, _add_scale, _add_preview)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m dml_core", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-
-    build = sub.add_parser("build", help="generate data, features, models, indexes and projections")
-    build.add_argument("--profile", choices=["tiny", "quick", "full"], default="quick")
-    build.add_argument("--tasks", type=_task_list, default=TASK_NAMES, help="comma-separated, e.g. pose,layout or an imported task (default: the built-in tasks)")
-    _add_speed_arguments(build)
-    _add_index_arguments(build)
-    build.add_argument("--report", help="where to write the build report (default: DML_HOME/build-report.json)")
-    build.set_defaults(func=cmd_build)
-
-    train = sub.add_parser("train", help="train one model on the built features of a task")
-    train.add_argument("--task", type=_task_name, required=True, metavar="TASK")
-    train.add_argument("--method", choices=_method_ids(), required=True)
-    train.add_argument("--dim", type=_positive_int, default=128)
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--steps", type=_positive_int, default=None, help="default: the build profile's")
-    train.add_argument("--prefix", default="cli-", help="model id prefix, so the build's models are never replaced")
-    train.add_argument("--device", choices=DEVICES, default="auto", help="auto: a CUDA GPU when torch sees one")
-    train.add_argument("--distributed", action="store_true",
-                       help="one model over the processes torchrun starts (DDP; gloo on CPU, NCCL on GPU)")
-    train.set_defaults(func=cmd_train)
-
-    evaluate = sub.add_parser("evaluate", help="nDCG@K, mean label distance@K and Spearman of built models")
-    evaluate.add_argument("--task", type=_task_name, required=True, metavar="TASK")
-    evaluate.add_argument("--models", nargs="+", help="model ids (default: all)")
-    evaluate.add_argument("--json", help="also write the results to this JSON file")
-    evaluate.add_argument("--per-query", action="store_true",
-                          help="with --json: every model's scores for each query, and their means")
-    _add_index_arguments(evaluate)
-    evaluate.set_defaults(func=cmd_evaluate)
-
-    query = sub.add_parser("query", help="retrieve gallery images for an image (or a text, caption task)")
-    query.add_argument("--task", type=_task_name, required=True, metavar="TASK")
-    source = query.add_mutually_exclusive_group(required=True)
-    source.add_argument("--image", help="PNG, JPEG, WebP, BMP or GIF file; '-' reads it from stdin")
-    source.add_argument("--text", help="a sentence (caption task, needs a cross-modal model)")
-    query.add_argument("--models", nargs="+", help="model ids (default: the main models)")
-    query.add_argument("--k", type=_positive_int, default=10)
-    query.add_argument("--json", action="store_true", help="print JSON: ranked gallery ids with distances")
-    _add_index_arguments(query)
-    query.set_defaults(func=cmd_query)
-
-    bench = sub.add_parser("bench", help="build, measure every model and the speed; write JSON and BENCHMARKS.md")
-    bench.add_argument("--profile", choices=["tiny", "quick", "full"], default="quick")
-    bench.add_argument("--tasks", type=_task_list, default=TASK_NAMES)
-    bench.add_argument("--json", required=True, help="where to write the results")
-    bench.add_argument("--markdown", default="BENCHMARKS.md", help="report to regenerate ('' to skip)")
-    _add_speed_arguments(bench)
-    bench.set_defaults(func=cmd_bench)
-
-    from .tasks.imported import DISTANCES, FORMATS
-
-    imports = sub.add_parser("import", help="a data set on disk as a new task: images + label CSV, or MPII / LSUN / COCO")
-    imports.add_argument("--task", required=True, help="name of the new task (lower-case letters, digits, _ and -)")
-    imports.add_argument("--format", choices=FORMATS, required=True)
-    imports.add_argument("--images", help="folder: the image folder (the CSV's paths are relative to it)")
-    imports.add_argument("--labels", help="folder: CSV with a 'file' column and numeric label columns")
-    imports.add_argument("--label-columns", help="folder: comma-separated label columns (default: every numeric column)")
-    imports.add_argument("--root", help="mpii / lsun / coco: the data set's folder (or its annotation file)")
-    imports.add_argument("--distance", choices=DISTANCES, default="euclidean",
-                         help="folder: label distance on the standardised label columns")
-    imports.add_argument("--split", default="0.7,0.2,0.1", help="train,gallery,query fractions (default 0.7,0.2,0.1)")
-    imports.add_argument("--seed", type=int, default=0, help="seed of the random split")
-    imports.add_argument("--title", help="what the app's task picker shows (default: the name)")
-    imports.add_argument("--replace", action="store_true", help="import again over an earlier import of this name")
-    imports.set_defaults(func=cmd_import)
-
-    export = sub.add_parser("export", help="a model's gallery embeddings and metadata as TensorBoard Projector TSV")
-    export.add_argument("--task", type=_task_name, required=True, metavar="TASK")
-    export.add_argument("--model", required=True, help="model id, e.g. log_ratio-d128-s0 (see evaluate)")
-    export.add_argument("--out", required=True, help="folder for tensors.tsv, metadata.tsv, sprite.jpg, projector_config.pbtxt")
-    export.add_argument("--no-sprite", action="store_true", help="leave out the thumbnails sheet (sprite.jpg)")
-    export.set_defaults(func=cmd_export)
-
-    ceiling = sub.add_parser("ceiling", help="what limits quality: label readouts, resolution, steps, d, embedders")
-    ceiling.add_argument("--tasks", type=_task_list, default=("pose", "layout"))
-    ceiling.add_argument("--json", default="docs/bench/ceiling.json")
-    ceiling.add_argument("--no-regimes", action="store_true", help="skip the (slow) embedder comparison")
-    ceiling.add_argument("--regime-tasks", type=_task_list, default=("pose",), help="tasks for the embedder comparison")
-    ceiling.set_defaults(func=cmd_ceiling)
-
-    from .scale import BACKENDS, DEFAULT_BACKENDS
-
-    scale = sub.add_parser("scale", help="build and query search indexes over N vectors: FAISS flat / HNSW / IVF-PQ, Milvus")
-    scale.add_argument("--n", type=_positive_int, required=True, help="vectors in the index (a built model's gallery, extended)")
-    scale.add_argument("--dim", type=_positive_int, default=128, help="their dimension (a built model of this d is used)")
-    scale.add_argument("--queries", type=_positive_int, default=100)
-    scale.add_argument("--k", type=_positive_int, default=10)
-    scale.add_argument("--backends", default=",".join(DEFAULT_BACKENDS), help=f"comma-separated from {', '.join(BACKENDS)}")
-    scale.add_argument("--task", type=_task_name, default=None, metavar="TASK", help="take the model from this task")
-    scale.add_argument("--model", default=None, help="this model's gallery (default: a log_ratio model of d = --dim)")
-    scale.add_argument("--milvus-uri", default=None, metavar="URI", help="measure Milvus on this server (default: Milvus Lite)")
-    scale.add_argument("--milvus-max-n", type=_positive_int, default=1_000_000, help="largest N tried on Milvus Lite")
-    scale.add_argument("--seed", type=int, default=0)
-    scale.add_argument("--json", default="docs/bench/scale.json", help="results file (runs of other N are kept)")
-    scale.add_argument("--markdown", default="", help="also rewrite the Scale section of this BENCHMARKS.md (the rest stays)")
-    scale.set_defaults(func=cmd_scale)
-
-    preview = sub.add_parser("preview", help="contact sheet of generated images with their labels")
-    preview.add_argument("--task", type=_task_name, required=True, metavar="TASK")
-    preview.add_argument("--n", type=_positive_int, default=36)
-    preview.add_argument("--seed", type=int, default=0)
-    preview.add_argument("--size", type=_positive_int, default=128)
-    preview.add_argument("--out", required=True)
-    preview.set_defaults(func=cmd_preview)
+    for add in COMMANDS:
+        add(sub)
     return parser
 
 

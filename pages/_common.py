@@ -7,58 +7,36 @@ up on the next rerun of any page without a restart.
 """
 from __future__ import annotations
 
-import os
-
 import streamlit as st
 
-from dml_core import views
-from dml_core.workers import one_thread
-from dml_core.retrieval import Catalog, load_catalog
-from dml_core.store import ArtifactError, ArtifactStore, CorruptArtifact, dml_home
-from dml_core.tasks import TASK_NAMES, get_task, task_names
+from dml_core import app
+from dml_core.app import ArtifactError, Catalog, CorruptArtifact, get_task
 
-TASK_TITLES = {name: get_task(name).title for name in TASK_NAMES}
-TASK_BLURBS = {name: get_task(name).description for name in TASK_NAMES}
-one_thread()  # many sessions share the cores; spinning OpenMP teams would fight over them
+app.one_thread()  # many sessions share the cores; spinning OpenMP teams would fight over them
 BUILD_HINT = "Build it with `make run` (sets up and builds the quick profile), or `python -m dml_core build --profile quick`."
 
 
 # ------------------------------------------------------------------------------ catalogs
 def home() -> str:
-    return str(dml_home())
-
-
-def _stamp(task: str, root: str) -> tuple:
-    """Names and manifest times of the task's models and gallery: changes when a model is added."""
-    stamp = []
-    for parts in ((task, "data", "gallery"), (task, "label_dist")):
-        manifest = os.path.join(root, *parts, "manifest.json")
-        stamp.append(os.path.getmtime(manifest) if os.path.isfile(manifest) else None)
-    models = os.path.join(root, task, "models")
-    if os.path.isdir(models):
-        for name in sorted(os.listdir(models)):
-            manifest = os.path.join(models, name, "manifest.json")
-            if ".tmp-" not in name and os.path.isfile(manifest):
-                stamp.append((name, os.path.getmtime(manifest)))
-    return tuple(stamp)
+    return app.home()
 
 
 @st.cache_resource(max_entries=6, show_spinner="Loading the task's gallery, models and indexes…")
 def _load(task: str, root: str, stamp: tuple) -> Catalog:
-    return load_catalog(task, ArtifactStore(root))
+    return app.open_catalog(task, root)
 
 
 @st.cache_resource(max_entries=12, show_spinner=False)
-def _thumbs(task: str, root: str, stamp: tuple, split: str) -> views.Thumbnails:
+def _thumbs(task: str, root: str, stamp: tuple, split: str) -> app.Thumbnails:
     catalog = _load(task, root, stamp)
-    return views.Thumbnails(catalog.gallery if split == "gallery" else catalog.queries, catalog.task)
+    return app.Thumbnails(catalog.gallery if split == "gallery" else catalog.queries, catalog.task)
 
 
 def catalog_or_none(task: str) -> Catalog | None:
     """The task's catalog, or None after showing a friendly message when it is not built."""
     root = home()
     try:
-        catalog = _load(task, root, _stamp(task, root))
+        catalog = _load(task, root, app.catalog_stamp(task, root))
     except ArtifactError as exc:
         state = "has damaged artifacts" if isinstance(exc, CorruptArtifact) else "is not built yet"
         st.warning(f"**The {task_title(task)} task {state}** (looked in `{root}`).\n\n{BUILD_HINT}")
@@ -71,9 +49,9 @@ def catalog_or_none(task: str) -> Catalog | None:
     return catalog
 
 
-def thumbs(task: str, split: str = "gallery") -> views.Thumbnails:
+def thumbs(task: str, split: str = "gallery") -> app.Thumbnails:
     root = home()
-    return _thumbs(task, root, _stamp(task, root), split)
+    return _thumbs(task, root, app.catalog_stamp(task, root), split)
 
 
 def clear_catalogs() -> None:
@@ -84,7 +62,7 @@ def clear_catalogs() -> None:
 
 def known_tasks() -> tuple[str, ...]:
     """The built-in tasks and those imported into DML_HOME: the only task names a page accepts."""
-    return task_names(home())
+    return app.task_names(home())
 
 
 def task_title(task: str) -> str:
@@ -104,8 +82,7 @@ def task_blurb(task: str) -> str:
 
 
 def built_tasks() -> list[str]:
-    root = home()
-    return [t for t in known_tasks() if os.path.isfile(os.path.join(root, t, "data", "gallery", "manifest.json"))]
+    return app.built_tasks(home())
 
 
 # ---------------------------------------------------------------------------- deep links
@@ -158,7 +135,7 @@ def task_selector() -> str:
     """The sidebar's task picker, shared by every page (the choice survives page changes)."""
     options = list(known_tasks())
     built = built_tasks()
-    default = built[0] if built else TASK_NAMES[0]
+    default = built[0] if built else app.TASK_NAMES[0]
     remember = persist("task", default, options)
     task = st.sidebar.selectbox(
         "Task", options, key="task", on_change=remember,
@@ -182,11 +159,11 @@ def model_picker(catalog: Catalog, key: str, label: str = "Models", max_models: 
     """Multiselect of 1–``max_models`` models, binary triplet vs log-ratio by default."""
     container = container or st.sidebar
     ids = catalog.model_ids()
-    default = default or views.default_model_ids(catalog)
+    default = default or app.default_model_ids(catalog)
     remember = persist(f"{key}_{catalog.task_name}", default, ids)
     chosen = container.multiselect(
         label, ids, key=f"{key}_{catalog.task_name}", on_change=remember, max_selections=max_models, select_all=False,
-        format_func=lambda m: views.model_label(catalog.models[m]),
+        format_func=lambda m: app.model_label(catalog.models[m]),
         help="Warm colours: binary supervision. Violet: continuous (log-ratio, dense triplet). Grey: pretrained.",
     )
     return chosen
@@ -199,29 +176,30 @@ def page_header(title: str, subtitle: str) -> None:
 
 def model_header(catalog: Catalog, model_id: str) -> None:
     model = catalog.models[model_id]
-    colour = views.method_colour(model.meta["method"])
-    family = views.method_family(model.meta["method"])
+    colour = app.method_colour(model.meta["method"])
+    family = app.method_family(model.meta["method"])
     kind = f"{family} supervision" if family in ("binary", "continuous") else family
     st.markdown(
         f"<div class='bb-head' style='border-color:{colour}'>"
-        f"<div class='bb-method'><span class='bb-dot' style='background:{colour}'></span>{views.model_label(model)}</div>"
+        f"<div class='bb-method'><span class='bb-dot' style='background:{colour}'></span>{app.model_label(model)}</div>"
         f"<div class='bb-sub'>{kind} · {model.meta.get('metric', '')} distance</div></div>",
         unsafe_allow_html=True,
     )
 
 
 def oracle_header(k: int) -> None:
+    colour = app.REFERENCE_COLOURS["oracle"]
     st.markdown(
-        "<div class='bb-head' style='border-color:#16a34a'>"
-        "<div class='bb-method'><span class='bb-dot' style='background:#16a34a'></span>Oracle</div>"
+        f"<div class='bb-head' style='border-color:{colour}'>"
+        f"<div class='bb-method'><span class='bb-dot' style='background:{colour}'></span>Oracle</div>"
         f"<div class='bb-sub'>the {k} label-nearest gallery images</div></div>",
         unsafe_allow_html=True,
     )
 
 
-def tile_grid(tiles: list[views.Tile], min_width: int = 92) -> None:
+def tile_grid(tiles: list[app.Tile], min_width: int = 92) -> None:
     """A grid of result tiles as one HTML block (measured faster than st.image per tile)."""
-    st.markdown(views.tiles_html(tiles, min_width), unsafe_allow_html=True)
+    st.markdown(app.tiles_html(tiles, min_width), unsafe_allow_html=True)
 
 
 def distance_legend() -> None:
@@ -235,7 +213,11 @@ def distance_legend() -> None:
     )
 
 
-def metric_table(frame, higher=("nDCG@10", "nDCG@100", "gap closed@10", "Spearman ρ"), lower=("mld@10",), height="auto",
+HIGHER_IS_BETTER = tuple(app.METRIC_LABELS[k] for k in app.METRIC_LABELS if not app.lower_is_better(k))
+LOWER_IS_BETTER = tuple(app.METRIC_LABELS[k] for k in app.METRIC_LABELS if app.lower_is_better(k))
+
+
+def metric_table(frame, higher=HIGHER_IS_BETTER, lower=LOWER_IS_BETTER, height="auto",
                  reference_rows: int = 0):
     """A dataframe of metrics with the best value of each column highlighted (↑ / ↓ in headers).
     The last ``reference_rows`` rows are the scale (random retrieval, oracle): greyed, never "best"."""
@@ -255,9 +237,6 @@ def metric_table(frame, higher=("nDCG@10", "nDCG@100", "gap closed@10", "Spearma
     st.dataframe(styler, hide_index=True, width="stretch", column_config=config, height=height)
 
 
-PLOT_FONT = dict(family="Inter, -apple-system, Segoe UI, sans-serif", size=12, color="#1f1a2e")
-
-
 def style_figure(fig, height: int = 420, grid: bool = True, legend: str = "right"):
     """Common plotly styling: white plot, light grid; the legend right of the plot (line charts)
     or below it (maps, which have no axis titles), clear of the toolbar either way."""
@@ -266,7 +245,7 @@ def style_figure(fig, height: int = 420, grid: bool = True, legend: str = "right
         dict(orientation="h", yanchor="top", y=-0.03, xanchor="left", x=0)
     fig.update_layout(
         template="plotly_white",  # charts are drawn with theme=None so our method / category colours are kept
-        height=height, margin=dict(l=8, r=8, t=44 if has_title else 16, b=8), font=PLOT_FONT, plot_bgcolor="#ffffff",
+        height=height, margin=dict(l=8, r=8, t=44 if has_title else 16, b=8), font=app.PLOT_FONT, plot_bgcolor="#ffffff",
         paper_bgcolor="rgba(0,0,0,0)", legend=dict(**place, title_text="", font=dict(size=11)),
     )
     if has_title:
@@ -274,10 +253,6 @@ def style_figure(fig, height: int = 420, grid: bool = True, legend: str = "right
     fig.update_xaxes(showgrid=grid, gridcolor="#eeeaf6", zeroline=False, linecolor="#ddd6ee")
     fig.update_yaxes(showgrid=grid, gridcolor="#eeeaf6", zeroline=False, linecolor="#ddd6ee")
     return fig
-
-
-QUALITATIVE = ["#2563eb", "#db2777", "#059669", "#d97706", "#7c3aed", "#0891b2", "#dc2626", "#65a30d",
-               "#9333ea", "#ea580c", "#0d9488", "#be185d", "#4f46e5", "#ca8a04", "#475569", "#16a34a"]
 
 
 def projection_figure(catalog: Catalog, model_id: str, colour_by: str, marker=None, marker_label: str = "query",
@@ -288,11 +263,11 @@ def projection_figure(catalog: Catalog, model_id: str, colour_by: str, marker=No
     import plotly.express as px
     import plotly.graph_objects as go
 
-    frame = views.projection_frame(catalog, model_id, colour_by)
+    frame = app.projection_frame(catalog, model_id, colour_by)
     hover = {c: True for c in frame.columns if c not in ("x", "y")}
     hover.update({"x": False, "y": False})
-    categorical = views.is_categorical(frame, colour_by)
-    kwargs = dict(color_discrete_sequence=QUALITATIVE, category_orders={colour_by: views.attribute_values(catalog.gallery, colour_by)}) \
+    categorical = app.is_categorical(frame, colour_by)
+    kwargs = dict(color_discrete_sequence=app.QUALITATIVE, category_orders={colour_by: app.attribute_values(catalog.gallery, colour_by)}) \
         if categorical else dict(color_continuous_scale="Viridis")
     fig = px.scatter(frame, x="x", y="y", color=colour_by, custom_data=["index"], hover_data=hover, **kwargs)
     fig.update_traces(marker=dict(size=7, opacity=0.85, line=dict(width=0.5, color="white")))
@@ -329,8 +304,6 @@ def ordering_figure(result, colour: str, x_max: float, height: int = 250):
     import numpy as np
     import plotly.graph_objects as go
 
-    from dml_core.ordering import binned_trend
-
     scaled = result.embedding_distance / max(float(result.embedding_distance.max()), 1e-12)
     rest = ~result.top
     hover = "gallery #%{customdata[0]}<br>label distance %{x:.3f}<br>embedding distance %{customdata[1]:.4f}<br>rank %{customdata[2]}<extra></extra>"
@@ -339,7 +312,7 @@ def ordering_figure(result, colour: str, x_max: float, height: int = 250):
     fig.add_trace(go.Scattergl(x=result.label_distance[rest], y=scaled[rest], mode="markers", name="gallery",
                                customdata=custom[rest], hovertemplate=hover,
                                marker=dict(size=4, color="#b8b0cc", opacity=0.55)))
-    trend_x, trend_y = binned_trend(result.label_distance, scaled)
+    trend_x, trend_y = app.ordering.binned_trend(result.label_distance, scaled)
     fig.add_trace(go.Scatter(x=trend_x, y=trend_y, mode="lines", name="median", hoverinfo="skip",
                              line=dict(color=colour, width=2.5, dash="dot")))
     fig.add_trace(go.Scattergl(x=result.label_distance[result.top], y=scaled[result.top], mode="markers",

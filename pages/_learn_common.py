@@ -1,6 +1,6 @@
 """Shared look of the Learn pages: colours, figure style, formula and takeaway blocks.
 
-Colours follow the rest of the app (``dml_core.views.METHOD_COLOURS``): warm colours (orange,
+Colours follow the rest of the app (``dml_core.app.METHOD_COLOURS``): warm colours (orange,
 yellow, red, pink, gold) for methods trained with *binary* labels, each compared method its own,
 violet for methods that use the *continuous* label,
 neutral greys and blues for everything that is not a loss (Euclidean vs learned metric,
@@ -12,7 +12,7 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from dml_core.views import METHOD_COLOURS
+from dml_core.app import METHOD_COLOURS, PLOT_FONT, QUALITATIVE
 
 COLOURS = {
     "binary_triplet": METHOD_COLOURS["binary_triplet"],   # orange: binary labels
@@ -42,9 +42,7 @@ LABELS = {
     "all": "All (non-zero)",
     "proxy_nca": "ProxyNCA",
 }
-CLASS_COLOURS = ["#2563eb", "#db2777", "#059669", "#d97706", "#7c3aed", "#0891b2", "#dc2626", "#65a30d",
-                 "#9333ea", "#ea580c", "#0d9488", "#be185d", "#4f46e5", "#ca8a04", "#475569", "#16a34a"]
-PLOT_FONT = dict(family="Inter, -apple-system, Segoe UI, sans-serif", size=12, color="#1f1a2e")
+CLASS_COLOURS = QUALITATIVE
 
 
 def header(title: str, lede: str) -> None:

@@ -7,8 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from dml_core import ordering as O
-from dml_core import views
+from dml_core import app
 from pages import _common as ui
 
 started = time.perf_counter()
@@ -29,7 +28,7 @@ if catalog is None:
 ref_key, query_key, models_key = f"cmp_ref_{task}", f"cmp_query_{task}", f"cmp_models_{task}"
 if "query" in link:
     try:
-        linked = O.QueryRef.parse(link["query"][0], catalog)
+        linked = app.ordering.QueryRef.parse(link["query"][0], catalog)
         st.session_state[ref_key] = linked.token if linked.split == "gallery" else None
         if linked.split == "query":
             st.session_state[f"_keep_{query_key}"] = linked.index
@@ -64,18 +63,18 @@ queries = catalog.queries
 # ------------------------------------------------------------------------- query picker
 left, right = st.columns([0.62, 2.38], gap="medium")
 with right:
-    attributes = views.categorical_attributes(catalog.task, queries)
+    attributes = app.categorical_attributes(catalog.task, queries)
     filter_cols = st.columns([0.8, 0.8, 2.6, 0.5], vertical_alignment="bottom")
     remember_attr = ui.persist(f"cmp_attr_{task}", "any", ["any", *attributes])
     attribute = filter_cols[0].selectbox("Filter by", ["any", *attributes], key=f"cmp_attr_{task}", on_change=remember_attr,
                                          format_func=lambda a: a.replace("_", " "))
     value = None
     if attribute != "any":
-        values = views.attribute_values(queries, attribute)
+        values = app.attribute_values(queries, attribute)
         remember_value = ui.persist(f"cmp_value_{task}_{attribute}", values[0], values)
         value = filter_cols[1].selectbox(attribute.replace("_", " "), values, key=f"cmp_value_{task}_{attribute}",
                                          on_change=remember_value)
-    candidates = views.filter_queries(queries, None if attribute == "any" else attribute, value)
+    candidates = app.filter_queries(queries, None if attribute == "any" else attribute, value)
     remember_query = ui.persist(query_key, ui.current_query(task) if ui.current_query(task) in candidates else candidates[0],
                                 candidates)
 
@@ -89,22 +88,22 @@ with right:
 
     query_index = filter_cols[2].selectbox(
         f"Query ({len(candidates)} of {len(queries)})", candidates, key=query_key, on_change=choose_query,
-        format_func=lambda i: f"#{i} · {views.query_caption(catalog.task, queries, i)}"[:140],
+        format_func=lambda i: f"#{i} · {app.query_caption(catalog.task, queries, i)}"[:140],
     )
     filter_cols[3].button("🎲", on_click=pick_random, width="stretch", help="A random query (within the filter)")
-    ref = O.QueryRef("query", query_index)
+    ref = app.ordering.QueryRef("query", query_index)
     if st.session_state.get(ref_key):
-        ref = O.QueryRef.parse(st.session_state[ref_key], catalog)
+        ref = app.ordering.QueryRef.parse(st.session_state[ref_key], catalog)
     else:
         ui.set_current_query(task, query_index)
     source = catalog.gallery if ref.split == "gallery" else queries
-    meta = views.image_meta(source, ref.index)
+    meta = app.image_meta(source, ref.index)
     if ref.split == "gallery":
         st.info(f"The query is **{ref.label()}**, a result you clicked; it is left out of its own ranking. "
                 "Pick a query above to go back to the query set.")
     if "captions" in meta:
         st.markdown("**Captions** " + " · ".join(f"“{c}”" for c in meta["captions"]))
-    st.markdown(views.attribute_line(catalog.task, meta))
+    st.markdown(app.attribute_line(catalog.task, meta))
     st.caption(f"{len(catalog.gallery)} gallery images, {len(queries)} queries; queries are never in the gallery. "
                "Each result's badge is its label distance to the query (lower = more similar); click a result to make it the query.")
     ui.distance_legend()
@@ -121,10 +120,10 @@ ui.publish_link({"task": task, "query": ref.token, "models": model_ids, "k": k})
 
 # ------------------------------------------------------------------------------ results
 query_start = time.perf_counter()
-orderings = [O.ordering(catalog, m, ref, k) for m in model_ids]
-oracle = O.oracle_ranking(catalog, ref, k)
+orderings = [app.ordering.ordering(catalog, m, ref, k) for m in model_ids]
+oracle = app.ordering.oracle_ranking(catalog, ref, k)
 query_ms = (time.perf_counter() - query_start) * 1000
-row = O.label_row(catalog, ref)
+row = app.ordering.label_row(catalog, ref)
 thumbs = ui.thumbs(task)
 link_base = {"task": task, "models": model_ids, "k": k}
 
@@ -133,12 +132,10 @@ def make_query_link(gallery_index: int) -> str:
     return ui.link_to({**link_base, "query": f"g{gallery_index}"})
 
 
-def hits_of(result: O.Ordering) -> list:
-    from dml_core.retrieval import Hit
-
+def hits_of(result: app.ordering.Ordering) -> list:
     ranked = result.ranked()[:k]
     position = {g: i for i, g in enumerate(result.gallery_index)}
-    return [Hit(int(g), float(result.embedding_distance[position[g]]), float(result.label_distance[position[g]])) for g in ranked]
+    return [app.Hit(int(g), float(result.embedding_distance[position[g]]), float(result.label_distance[position[g]])) for g in ranked]
 
 
 x_max = float(row.max())
@@ -146,7 +143,7 @@ first = orderings[0]
 columns = st.columns(len(model_ids) + (1 if show_oracle else 0), gap="medium")
 for column, result in zip(columns, orderings):
     model_id = result.model_id
-    colour = views.method_colour(catalog.models[model_id].meta["method"])
+    colour = app.method_colour(catalog.models[model_id].meta["method"])
     is_first = result is first
 
     def delta(value, reference, higher_better=True):
@@ -161,26 +158,24 @@ for column, result in zip(columns, orderings):
         rho_delta = delta(result.spearman, first.spearman)
         st.markdown(
             "<div class='bb-scores'>"
-            + views.score_html(f"nDCG@{k}", f"{result.ndcg:.3f}", *ndcg_delta,
+            + app.score_html(f"nDCG@{k}", f"{result.ndcg:.3f}", *ndcg_delta,
                                help=f"1 = the oracle's ranking; a random ranking scores {result.random_ndcg:.3f} here")
-            + views.score_html(f"mean dist@{k}", f"{result.mld:.3f}", *mld_delta, help="Mean label distance of the top K; lower is better")
-            + views.score_html("Spearman ρ", f"{result.spearman:.2f}", *rho_delta,
+            + app.score_html(f"mean dist@{k}", f"{result.mld:.3f}", *mld_delta, help="Mean label distance of the top K; lower is better")
+            + app.score_html(app.METRIC_LABELS["spearman"], f"{result.spearman:.2f}", *rho_delta,
                                help="Rank correlation of embedding and label distance over the whole gallery")
             + "</div>"
-            + views.scale_html(result.gap_closed, f"{result.mld:.3f}", f"{result.random_mld:.3f}", f"{result.oracle_mld:.3f}", colour),
+            + app.scale_html(result.gap_closed, f"{result.mld:.3f}", f"{result.random_mld:.3f}", f"{result.oracle_mld:.3f}", colour),
             unsafe_allow_html=True)
         ui.chart(ui.ordering_figure(result, colour, x_max), key=f"cmp_order_{model_id}")
-        ui.tile_grid(views.hit_tiles(thumbs, hits_of(result), row, overlay=overlay, link=make_query_link))
+        ui.tile_grid(app.hit_tiles(thumbs, hits_of(result), row, overlay=overlay, link=make_query_link))
 if show_oracle:
-    from dml_core.retrieval import Hit
-
     with columns[-1]:
         ui.oracle_header(k)
         st.markdown(
-            "<div class='bb-scores'>" + views.score_html(f"nDCG@{k}", "1.000", "best possible")
-            + views.score_html(f"mean dist@{k}", f"{first.oracle_mld:.3f}", "best possible")
-            + views.score_html("Spearman ρ", "1.00", "by definition") + "</div>"
-            + views.scale_html(1.0, f"{first.oracle_mld:.3f}", f"{first.random_mld:.3f}", f"{first.oracle_mld:.3f}", "#16a34a"),
+            "<div class='bb-scores'>" + app.score_html(f"nDCG@{k}", "1.000", "best possible")
+            + app.score_html(f"mean dist@{k}", f"{first.oracle_mld:.3f}", "best possible")
+            + app.score_html(app.METRIC_LABELS["spearman"], "1.00", "by definition") + "</div>"
+            + app.scale_html(1.0, f"{first.oracle_mld:.3f}", f"{first.random_mld:.3f}", f"{first.oracle_mld:.3f}", app.REFERENCE_COLOURS["oracle"]),
             unsafe_allow_html=True)
         st.markdown(
             "<div class='bb-sub' style='height:250px;padding-top:1.5rem'>The left plots put every gallery image at its "
@@ -188,12 +183,12 @@ if show_oracle:
             "similarity draws a rising cloud (ρ near 1); one that only learnt <i>near</i> vs <i>far</i> draws a step: "
             "flat near the query, a jump, flat again. The coloured points are the model's top K; the dotted line "
             "the median.</div>", unsafe_allow_html=True)
-        ui.tile_grid(views.hit_tiles(thumbs, [Hit(int(g), 0.0, float(d)) for g, d in zip(*oracle)], row, overlay=overlay,
+        ui.tile_grid(app.hit_tiles(thumbs, [app.Hit(int(g), 0.0, float(d)) for g, d in zip(*oracle)], row, overlay=overlay,
                                      link=make_query_link))
 
 # ------------------------------------------------------------------------------- export
-records = O.result_records(ref, orderings, oracle if show_oracle else None)
-scores = O.score_records(ref, orderings)
+records = app.ordering.result_records(ref, orderings, oracle if show_oracle else None)
+scores = app.ordering.score_records(ref, orderings)
 exports = st.columns([1, 1, 4], vertical_alignment="center")
 exports[0].download_button("CSV", pd.DataFrame(records).to_csv(index=False), f"{task}-{ref.token}-results.csv",
                            "text/csv", icon="⬇️", width="stretch")
@@ -211,16 +206,16 @@ if len(model_ids) < 2:
     st.stop()
 finder = st.columns([1.2, 1.2, 1, 1], vertical_alignment="bottom")
 model_a = finder[0].selectbox("Model A", model_ids, index=min(1, len(model_ids) - 1), key=f"cmp_find_a_{task}",
-                              format_func=lambda m: views.model_label(catalog.models[m]))
+                              format_func=lambda m: app.model_label(catalog.models[m]))
 model_b = finder[1].selectbox("Model B", [m for m in model_ids if m != model_a], key=f"cmp_find_b_{task}",
-                              format_func=lambda m: views.model_label(catalog.models[m]))
-metric = finder[2].selectbox("Per-query score", list(O.FINDER_METRICS), key="cmp_find_metric",
-                             format_func=lambda m: O.FINDER_METRICS[m][0].replace("K", str(k)))
-tie = finder[3].number_input("Tie if the difference is at most", 0.0, 0.5, O.DEFAULT_TIE, 0.005, format="%.3f", key="cmp_find_tie")
-differences = O.query_differences(catalog, model_a, model_b, metric, k)
-counts = O.win_tie_loss(differences["advantage"], tie)
-name_a, name_b = views.model_label(catalog.models[model_a]), views.model_label(catalog.models[model_b])
-metric_name = O.FINDER_METRICS[metric][0].replace("K", str(k))
+                              format_func=lambda m: app.model_label(catalog.models[m]))
+metric = finder[2].selectbox("Per-query score", list(app.METRIC_FAMILIES), key="cmp_find_metric",
+                             format_func=lambda m: app.METRIC_FAMILIES[m][0].replace("K", str(k)))
+tie = finder[3].number_input("Tie if the difference is at most", 0.0, 0.5, app.ordering.DEFAULT_TIE, 0.005, format="%.3f", key="cmp_find_tie")
+differences = app.ordering.query_differences(catalog, model_a, model_b, metric, k)
+counts = app.ordering.win_tie_loss(differences["advantage"], tie)
+name_a, name_b = app.model_label(catalog.models[model_a]), app.model_label(catalog.models[model_b])
+metric_name = app.METRIC_FAMILIES[metric][0].replace("K", str(k))
 st.markdown(
     f"Over all **{len(differences)}** queries, **{name_a}** is better by more than {tie:g} ({metric_name}) on "
     f"**{counts['wins']}** ({100 * counts['wins'] / len(differences):.0f} %), **{name_b}** on **{counts['losses']}** "
@@ -228,8 +223,8 @@ st.markdown(
     + (f"; {counts['undefined']} queries have no defined score" if counts["undefined"] else "") + ".")
 plot, lists = st.columns([1.3, 1], gap="large")
 with plot:
-    colour_a = views.method_colour(catalog.models[model_a].meta["method"])
-    colour_b = views.method_colour(catalog.models[model_b].meta["method"])
+    colour_a = app.method_colour(catalog.models[model_a].meta["method"])
+    colour_b = app.method_colour(catalog.models[model_b].meta["method"])
     advantage = differences["advantage"].dropna()
     fig = go.Figure()
     for part, colour, name in ((advantage[advantage > tie], colour_a, f"{name_a} better"),
@@ -254,7 +249,7 @@ def open_query(index: int):
 
 with lists:
     for favour, name in (("a", name_a), ("b", name_b)):
-        top = O.sorted_by_advantage(differences, favour).head(4)
+        top = app.ordering.sorted_by_advantage(differences, favour).head(4)
         st.markdown(f"**Where {name} wins most**")
         cells = st.columns(4)
         for cell, (_, item) in zip(cells, top.iterrows()):

@@ -1,7 +1,7 @@
 """Embedding space: the gallery's UMAP maps of two models side by side; select to see the images."""
 import streamlit as st
 
-from dml_core import views
+from dml_core import app
 from pages import _common as ui
 
 PER_PAGE = 48
@@ -20,7 +20,7 @@ attributes = [a for a in catalog.task.attributes if a in catalog.gallery.meta]
 remember_colour = ui.persist(f"emb_colour_{task}", attributes[0], attributes)
 colour_by = st.sidebar.selectbox("Colour by", attributes, key=f"emb_colour_{task}", on_change=remember_colour,
                                  format_func=lambda a: a.replace("_", " "))
-defaults = views.default_model_ids(catalog)
+defaults = app.default_model_ids(catalog)
 defaults = [m for m in defaults if m in mapped] + [m for m in mapped if m not in defaults]
 query_index = ui.current_query(task)
 show_query = st.sidebar.toggle("Show the Compare query", value=True, key="emb_show_query",
@@ -37,7 +37,7 @@ for side, (column, default) in enumerate(zip(pickers, defaults[:2] + defaults[:1
     key = f"emb_model_{side}_{task}"
     remember = ui.persist(key, default, mapped)
     chosen.append(column.selectbox("Model", mapped, key=key, on_change=remember,
-                                   format_func=lambda m: views.model_label(catalog.models[m]),
+                                   format_func=lambda m: app.model_label(catalog.models[m]),
                                    label_visibility="collapsed"))
 
 # The selection lives in the session, set by the charts' callbacks: a chart's own selection
@@ -48,8 +48,8 @@ selection_key, page_key = f"emb_selection_{task}", f"emb_page_{task}"
 
 def remember_selection(side: int, plot_key: str) -> None:
     held = st.session_state.get(selection_key)
-    st.session_state[selection_key] = views.updated_selection(
-        held, side, views.selected_indices(st.session_state.get(plot_key)))
+    st.session_state[selection_key] = app.updated_selection(
+        held, side, app.selected_indices(st.session_state.get(plot_key)))
     if st.session_state[selection_key] != held:
         st.session_state[page_key] = 1
 
@@ -62,7 +62,7 @@ for side, (column, model_id) in enumerate(zip(maps, chosen)):
         ui.model_header(catalog, model_id)
         marker = None
         if show_query and query_index is not None:
-            marker = views.stored_query_position(catalog, model_id, query_index)
+            marker = app.stored_query_position(catalog, model_id, query_index)
         fig = ui.projection_figure(catalog, model_id, colour_by, marker=marker, marker_label=f"query #{query_index}",
                                    hover_hint=CLICK_HINT)
         if selection:
@@ -87,24 +87,24 @@ if not selection:
                 "Double-click a map to zoom out again.</div>", unsafe_allow_html=True)
     st.stop()
 
-label = views.model_label(catalog.models[chosen[shown]])
+label = app.model_label(catalog.models[chosen[shown]])
 if len(selection) == 1:
     index = selection[0]
     picture, facts = st.columns([1, 3], gap="large")
-    meta = views.image_meta(catalog.gallery, index)
+    meta = app.image_meta(catalog.gallery, index)
     picture.image(catalog.task.draw_label(catalog.gallery.image(index), catalog.gallery.labels[index], meta),
                   caption=f"Gallery #{index} with its label drawn", width="stretch")
     facts.markdown(f"**Gallery #{index}**, selected on {label} (ringed on both maps)")
-    facts.markdown(views.image_facts(catalog.task, catalog.gallery, index))
+    facts.markdown(app.image_facts(catalog.task, catalog.gallery, index))
 else:
     thumbs = ui.thumbs(task)
     values = catalog.gallery.meta[colour_by]
-    page_images, page, pages = views.page_of(selection, st.session_state.get(page_key, 1), PER_PAGE)
+    page_images, page, pages = app.page_of(selection, st.session_state.get(page_key, 1), PER_PAGE)
     heading, pager = st.columns([3, 1], vertical_alignment="bottom")
     first = (page - 1) * PER_PAGE + 1
     heading.markdown(f"**{len(selection)} selected on {label}** (ringed on both maps)"
                      + (f" · images {first}–{first + len(page_images) - 1}" if pages > 1 else ""))
     if pages > 1:
         pager.number_input(f"Page (of {pages})", min_value=1, max_value=pages, step=1, key=page_key)
-    ui.tile_grid([views.Tile(thumbs[i], None, views.format_value(values[i]), "#475569",
+    ui.tile_grid([app.Tile(thumbs[i], None, app.format_value(values[i]), "#475569",
                              f"gallery #{i} · {colour_by} {values[i]}") for i in page_images], min_width=84)

@@ -1,14 +1,10 @@
 """Home: what the lab is, example images of every built task, and where to start."""
-import os
 from pathlib import Path
 
 import streamlit as st
 
 import pages  # noqa: F401  (a deep link as the first request: see pages/__init__.py)
-from dml_core import views
-from dml_core.data import load_split
-from dml_core.store import ArtifactError, ArtifactStore
-from dml_core.tasks import get_task
+from dml_core import app
 from pages import _common as ui
 
 PAGES = Path(__file__).parent
@@ -27,14 +23,14 @@ START_HERE = [
 
 
 @st.cache_resource(max_entries=12, show_spinner=False)
-def example_tiles(task: str, root: str, gallery_stamp: float) -> list[views.Tile]:
+def example_tiles(task: str, root: str, gallery_stamp: float) -> list[app.Tile]:
     """A few gallery images of a built task (the gallery split alone: no models are loaded)."""
-    gallery = load_split(ArtifactStore(root), task, "gallery")
-    info = get_task(task, root)
-    attribute = views.example_attribute(info, gallery)
-    thumbs = views.Thumbnails(gallery)
-    return [views.Tile(thumbs[i], None, views.format_value(gallery.meta[attribute][i]) if attribute else None, "#475569",
-                       views.query_caption(info, gallery, i)) for i in views.example_indices(info, gallery, EXAMPLES)]
+    gallery = app.stored_gallery(root, task)
+    info = app.get_task(task, root)
+    attribute = app.example_attribute(info, gallery)
+    thumbs = app.Thumbnails(gallery)
+    return [app.Tile(thumbs[i], None, app.format_value(gallery.meta[attribute][i]) if attribute else None, "#475569",
+                       app.query_caption(info, gallery, i)) for i in app.example_indices(info, gallery, EXAMPLES)]
 
 
 ui.page_header("Beyond Binary", "An interactive lab for deep metric learning with continuous labels.")
@@ -61,12 +57,11 @@ if not built:
     st.info(f"**Nothing is built yet** (looked in `{root}`), so Compare, Upload, Embedding space and Benchmarks "
             f"have no images to show. The Learn pages work without a build.\n\n{ui.BUILD_HINT}")
 for task in built:
-    manifest = os.path.join(root, task, "data", "gallery", "manifest.json")
     st.subheader(ui.task_title(task))
     st.caption(ui.task_blurb(task))
     try:
-        tiles = example_tiles(task, root, os.path.getmtime(manifest))
-    except (ArtifactError, OSError, ValueError) as exc:
+        tiles = example_tiles(task, root, app.gallery_stamp(root, task))
+    except (app.ArtifactError, OSError, ValueError) as exc:
         st.warning(f"The {ui.task_title(task)} gallery cannot be read ({exc}). {ui.BUILD_HINT}")
         continue
     ui.tile_grid(tiles, min_width=110)

@@ -6,6 +6,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
+from dml_core.app import METRIC_LABELS
 from dml_core.toys.continuous import BINARY_MARGIN, make_bar_data, train_continuous
 from pages import _learn_common as ui
 
@@ -72,7 +73,7 @@ for col, result, method in ((cols[0], binary, "binary_triplet"), (cols[1], conti
     with col:
         ui.method_heading(method)
         metrics = st.columns(2)
-        metrics[0].metric("Spearman ρ", f"{result.spearman:.3f}",
+        metrics[0].metric(METRIC_LABELS["spearman"], f"{result.spearman:.3f}",
                           help="Rank correlation between embedding distance and angle difference, per query "
                                "over all other test bars, averaged (1 = the embedding orders every bar by angle).")
         metrics[1].metric("5-NN angle error", f"{result.neighbour_error:.1f}°",

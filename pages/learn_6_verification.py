@@ -6,8 +6,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from dml_core.toys.identity import (enrol, identify, identity_demo, make_people, verification_rates,
-                                    verification_roc)
+from dml_core.toys.identity import enrol, identify, identity_demo, make_people, verification_rates, verification_roc
 from pages import _learn_common as ui
 
 

@@ -6,8 +6,17 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from dml_core.toys.crossmodal import (CATEGORY_NAMES, COLOURS, DEFAULT_HELD_OUT, caption_features,
-                                      category_retrieval, image_to_text, make_gallery, text_to_image, train_crossmodal)
+from dml_core.toys.crossmodal import (
+    CATEGORY_NAMES,
+    COLOURS,
+    DEFAULT_HELD_OUT,
+    caption_features,
+    category_retrieval,
+    image_to_text,
+    make_gallery,
+    text_to_image,
+    train_crossmodal,
+)
 from pages import _learn_common as ui
 
 EMOJI = {"cat": "🐱", "dog": "🐶", "horse": "🐴", "zebra": "🦓", "tiger": "🐯", "bird": "🐦", "eagle": "🦅", "penguin": "🐧",

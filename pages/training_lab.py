@@ -2,19 +2,17 @@
 import plotly.graph_objects as go
 import streamlit as st
 
-from dml_core import benchmark_views as scale
-from dml_core import lab, views
-from dml_core.bench import reference_scores
-from dml_core.build import stored_profile
-from dml_core.data import get_profile
-from dml_core.store import ArtifactError, ArtifactStore
+from dml_core import app
+from dml_core.app import lab
 from pages import _common as ui
+
+NDCG = app.METRIC_LABELS["ndcg@10"]
 
 task = ui.task_selector()
 catalog = ui.catalog_or_none(task)
 if catalog is None:
     st.stop()
-profile = stored_profile(ArtifactStore(ui.home()), task)
+profile = app.task_profile(ui.home(), task)
 
 ui.page_header("Training lab", "Train a model with the loss, mining and embedder you choose; it joins every other "
                "page when done.")
@@ -37,7 +35,7 @@ form, live = st.columns([1, 1.6], gap="large")
 with form:
     embedder = st.radio("Embedder", lab.LAB_EMBEDDERS, format_func=EMBEDDER_NAMES.get, key="lab_embedder", horizontal=True,
                         help="Head: an MLP on the cached EfficientNet-Lite0 features (what every build model trains). "
-                             "CNN: the small network of dml_core/cnn.py trained from scratch on the task's images.")
+                             "CNN: the small network of dml_core/learn/cnn.py trained from scratch on the task's images.")
     method = st.radio("Loss", lab.lab_methods(embedder), format_func=METHOD_NAMES.get, key="lab_method", horizontal=True)
     miner = None
     if method == "binary_triplet":
@@ -45,7 +43,7 @@ with form:
                          horizontal=True, help="Which triplets of (anchor, positive = a label neighbour, negative) "
                                                "the loss sees.")
     method_id = lab.resolve_choice(method, miner, embedder)
-    st.caption(views.method_definition(method_id))
+    st.caption(app.method_definition(method_id))
     dim = st.select_slider("Embedding dimension", lab.DIMS, value=profile.dim if profile.dim in lab.DIMS else 128, key="lab_dim")
     steps = st.slider("Steps", 10, 1000, min(max(profile.steps, 10), 1000), step=10, key="lab_steps",
                       help=f"The build trained its models for {profile.steps} steps; same batch size and optimiser.")
@@ -62,15 +60,15 @@ with form:
             running = job
         except lab.LabBusy as exc:
             st.warning(str(exc))
-        except (ValueError, ArtifactError) as exc:
+        except (ValueError, app.ArtifactError) as exc:
             st.error(f"Cannot start training: {exc}")
 
 job = lab.get_job(st.session_state.get("lab_job")) or running
 
 with live:
     if embedder == "cnn":
-        full = get_profile("full")
-        images = lab.training_images(ArtifactStore(ui.home()), task, embedder)
+        full = app.get_profile("full")
+        images = lab.training_images(ui.home(), task, embedder)
         st.info(f"**The CNN is slower, and short of data here.** Every step runs the whole network forward and backward "
                 f"on a batch of images, where a head only sees cached feature vectors (the progress line shows the "
                 f"steps/s). This build has **{images:,} training images** for it, too few to learn features from "
@@ -91,7 +89,7 @@ with live:
             st.progress(min(job.step / job.steps, 1.0),
                         text=f"{words.get(job.status, job.status)} · {job.task} · `{job.method}` d={job.dim} · "
                              f"step {job.step}/{job.steps}{loss} · {job.seconds:.0f} s · {job.step / max(job.seconds, 1e-9):.1f} steps/s")
-            st.markdown(views.loss_sparkline(job.losses, job.steps, views.method_colour(job.method)),
+            st.markdown(lab.loss_sparkline(job.losses, job.steps, app.method_colour(job.method)),
                         unsafe_allow_html=True)
             if st.button("Stop (keep the model as trained so far)", key="lab_stop"):
                 job.stop()
@@ -100,7 +98,7 @@ with live:
 
         progress(job.id)
     else:
-        colour = views.method_colour(job.method)
+        colour = app.method_colour(job.method)
         if job.status == "failed":
             st.error(f"Training failed: {job.error}")
         else:
@@ -119,26 +117,26 @@ if job is not None and job.status in ("done", "stopped") and job.model_id:
     result_catalog = ui.catalog_or_none(job.task)
     if result_catalog is not None and job.model_id in result_catalog.models:
         st.subheader(f"{job.model_id} vs the build's models (d={job.dim}, {job.task})")
-        table = views.lab_comparison(result_catalog, job.model_id)
-        reference = reference_scores(ArtifactStore(ui.home()), job.task)
-        columns = ["model", "origin", "nDCG@10", "nDCG@100", "mld@10", "gap closed@10", "Spearman ρ"]
-        shown, scale_rows = scale.with_reference(table[columns], reference, label_column="model")
+        table = app.lab_comparison(result_catalog, job.model_id)
+        reference = app.task_reference(ui.home(), job.task)
+        columns = ["model", "origin", *app.HEADLINE_LABELS]
+        shown, scale_rows = app.with_reference(table[columns], reference, label_column="model")
         ui.metric_table(shown, reference_rows=scale_rows)
         left, right = st.columns([1.8, 1], gap="large", vertical_alignment="center")
         with left:
-            ordered = table.sort_values("nDCG@10")
+            ordered = table.sort_values(NDCG)
             floor = reference["random"]["ndcg@10"]
-            axis_range, axis_note = scale.value_axis(reference, "ndcg@10")
+            axis_range, axis_note = app.value_axis(reference, "ndcg@10")
             fig = go.Figure(go.Bar(  # bars grow from random retrieval's score: their length is the gain over chance
-                x=ordered["nDCG@10"] - floor, base=floor, y=ordered["model"], orientation="h",
-                marker=dict(color=[views.method_colour(m) for m in ordered["method"]],
+                x=ordered[NDCG] - floor, base=floor, y=ordered["model"], orientation="h",
+                marker=dict(color=[app.method_colour(m) for m in ordered["method"]],
                             line=dict(color=["#111827" if o == "lab" else "rgba(0,0,0,0)" for o in ordered["origin"]], width=2.5)),
-                text=[f"{v:.3f}" for v in ordered["nDCG@10"]], textposition="outside", cliponaxis=False,
+                text=[f"{v:.3f}" for v in ordered[NDCG]], textposition="outside", cliponaxis=False,
                 hovertemplate="%{y}: nDCG@10 %{text}<extra></extra>",
             ))
-            fig.update_xaxes(title="nDCG@10", range=axis_range)
+            fig.update_xaxes(title=NDCG, range=axis_range)
             fig.update_layout(title=dict(text=axis_note, font=dict(size=13)))
-            for name, line in scale.REFERENCE_LINES.items():
+            for name, line in app.REFERENCE_LINES.items():
                 fig.add_vline(reference[name]["ndcg@10"], line=line)
             ui.chart(ui.style_figure(fig, 100 + 30 * len(ordered)), key="lab_compare_bar")
         with right:

@@ -4,8 +4,8 @@ import io
 import plotly.graph_objects as go
 import streamlit as st
 
-from dml_core import export, views
-from dml_core.images import MAX_BYTES, MAX_PIXELS, UPLOAD_EXTENSIONS, ImageInputError
+from dml_core import app
+from dml_core.app import MAX_BYTES, MAX_PIXELS, UPLOAD_EXTENSIONS, ImageInputError
 from pages import _common as ui
 
 SOURCES = {"file": "your file", "query_set": "a query-set image"}
@@ -14,7 +14,7 @@ task = ui.task_selector()
 catalog = ui.catalog_or_none(task)
 if catalog is None:
     st.stop()
-views.warm_backbone_async()  # the first upload then does not wait for the backbone's weights
+app.warm_backbone_async()  # the first upload then does not wait for the backbone's weights
 
 model_ids = ui.model_picker(catalog, "up_models")
 k = st.sidebar.slider("Results per model (K)", 5, 20, 10, key="up_k")
@@ -62,7 +62,7 @@ with left:
     sample = st.selectbox(
         "A query-set image (never in the gallery)", [None, *range(len(catalog.queries))], key=sample_key,
         on_change=use("query_set"),
-        format_func=lambda i: "—" if i is None else f"#{i} · {views.query_caption(catalog.task, catalog.queries, i)}"[:80],
+        format_func=lambda i: "—" if i is None else f"#{i} · {app.query_caption(catalog.task, catalog.queries, i)}"[:80],
     )
     query_slot = st.container()
 
@@ -72,7 +72,7 @@ if source == "file" and uploaded is not None:
 elif source == "query_set" and sample is not None:
     buffer = io.BytesIO()
     catalog.queries.image(sample).save(buffer, format="PNG")
-    data, name = buffer.getvalue(), f"#{sample} · {views.query_caption(catalog.task, catalog.queries, sample)}"
+    data, name = buffer.getvalue(), f"#{sample} · {app.query_caption(catalog.task, catalog.queries, sample)}"
 
 result = None
 if data is None:
@@ -87,7 +87,7 @@ else:
     with_map = [m for m in model_ids if catalog.models[m].projection is not None][:1]
     try:
         with st.spinner("Embedding your image…"):
-            result = views.query_with_image_bytes(catalog, data, model_ids, k, place_on=with_map)
+            result = app.query_with_image_bytes(catalog, data, model_ids, k, place_on=with_map)
     except ImageInputError as exc:
         with query_slot:
             st.error(f"**{name}** cannot be used: {exc}.")
@@ -124,7 +124,7 @@ if result is not None:
         for column, model_id in zip(st.columns(len(model_ids), gap="medium"), model_ids):
             with column:
                 ui.model_header(catalog, model_id)
-                ui.tile_grid(views.hit_tiles(thumbs, result.hits[model_id]), min_width=78)
+                ui.tile_grid(app.hit_tiles(thumbs, result.hits[model_id]), min_width=78)
         t = result.timings_ms
         st.caption(
             "Badges show the embedding distance (no label is known for your image). "
@@ -135,21 +135,21 @@ if result is not None:
         if typicality is not None:
             query_columns |= {"typicality_percentile": round(typicality.percentile, 2),
                               "nearest_gallery_feature_distance": round(typicality.distance, 6)}
-        records = export.results_records(catalog, result.hits, query=query_columns)
+        records = app.export.results_records(catalog, result.hits, query=query_columns)
         stem = f"{task}-upload-results"
         downloads = st.container(horizontal=True)
-        downloads.download_button("Results as CSV", export.records_csv(records), f"{stem}.csv", "text/csv",
+        downloads.download_button("Results as CSV", app.export.records_csv(records), f"{stem}.csv", "text/csv",
                                   key="up_csv", icon=":material/download:")
         downloads.download_button(
-            "Results as JSON", export.records_json(
+            "Results as JSON", app.export.records_json(
                 records, task=task, query=name, source=SOURCES[source], k=k, timings_ms=t,
                 typicality=None if typicality is None else typicality.to_dict(),
-                models={m: views.model_label(catalog.models[m]) for m in result.hits}),
+                models={m: app.model_label(catalog.models[m]) for m in result.hits}),
             f"{stem}.json", "application/json", key="up_json", icon=":material/download:")
 
     map_model = next(iter(result.positions), None)
     if map_model is not None and result.positions[map_model] is not None:
-        st.markdown(f"**Where it lands** on the gallery map of *{views.model_label(catalog.models[map_model])}*")
+        st.markdown(f"**Where it lands** on the gallery map of *{app.model_label(catalog.models[map_model])}*")
         ui.chart(ui.projection_figure(catalog, map_model, catalog.task.attributes[0], marker=result.positions[map_model],
                                       marker_label="your image", height=380), key=f"up_map_{task}")
     else:
@@ -159,7 +159,7 @@ if result is not None:
 if catalog.task.has_captions:
     st.divider()
     st.subheader("Query with text")
-    text_models = views.text_model_ids(catalog)
+    text_models = catalog.text_model_ids()
     if not text_models:
         st.info(
             "Text search needs a **cross-modal** model: one that embeds captions and images into the same space "
@@ -182,5 +182,5 @@ if catalog.task.has_captions:
                 for column, model_id in zip(st.columns(max(len(text_models), 2)), text_models):
                     with column:
                         ui.model_header(catalog, model_id)
-                        ui.tile_grid(views.hit_tiles(thumbs, hits[model_id]))
+                        ui.tile_grid(app.hit_tiles(thumbs, hits[model_id]))
                 st.caption(f"Badges show the embedding distance to your sentence. Server time: {timings['total_ms']:.0f} ms.")

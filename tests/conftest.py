@@ -1,5 +1,4 @@
 """Shared fixtures. ``built_home``: a DML_HOME with the tiny profile built once per session."""
-import os
 import sys
 from pathlib import Path
 
@@ -12,8 +11,8 @@ sys.path.insert(0, str(ROOT))
 @pytest.fixture(scope="session")
 def built_home(tmp_path_factory):
     """Artifacts of ``build --profile tiny`` for all three tasks (about a minute, once)."""
-    from dml_core.build import run_build
-    from dml_core.store import ArtifactStore
+    from dml_core.core.store import ArtifactStore
+    from dml_core.pipeline.stages import run_build
 
     home = tmp_path_factory.mktemp("dml_home")
     run_build("tiny", store=ArtifactStore(home), progress=False)

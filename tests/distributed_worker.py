@@ -1,8 +1,8 @@
 """One rank of ``test_distributed``, started as torchrun would start it (RANK, WORLD_SIZE, ...).
 
-For each method: one training step through ``train._step_loss`` on a DDP-wrapped model, the
+For each method: one training step through ``learn.train._step_loss`` on a DDP-wrapped model, the
 batch this rank drew and the gradients after DDP's all-reduce saved to ``OUT/<method>-rank<r>.npz``;
-then a short ``train.fit``, whose final weights go to ``OUT/fit-<method>-rank<r>.npz``.
+then a short ``learn.train.fit``, whose final weights go to ``OUT/fit-<method>-rank<r>.npz``.
 Usage: python distributed_worker.py OUT METHOD [METHOD ...]
 """
 import sys
@@ -13,9 +13,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dml_core import distributed, train  # noqa: E402
-from dml_core.methods import get_method  # noqa: E402
-from dml_core.mining import LabelNeighbours, make_binary_miner  # noqa: E402
+from dml_core.learn import distributed, train  # noqa: E402
+from dml_core.learn.methods import get_method  # noqa: E402
+from dml_core.learn.mining import LabelNeighbours, make_binary_miner  # noqa: E402
 
 SEED = 3
 BATCH = 24

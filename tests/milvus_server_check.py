@@ -1,5 +1,5 @@
 """Against a real Milvus standalone server (the ``milvus`` package): start it, write model
-galleries into it through ``dml_core.index``, search them, stop it. Run by
+galleries into it through ``dml_core.search``, search them, stop it. Run by
 ``test_search_backends`` inside its own network namespace (``unshare --net``), where loopback
 is the only interface, so the server's ports, which Milvus binds on every interface, are
 reachable from this process alone.
@@ -18,8 +18,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dml_core.index import open_gallery_index, parse_backend, search  # noqa: E402
-from dml_core.store import ArtifactStore  # noqa: E402
+from dml_core.core.store import ArtifactStore  # noqa: E402
+from dml_core.search.backends import parse_backend
+from dml_core.search.gallery import open_gallery_index  # noqa: E402
+from dml_core.search.interface import search
 
 CANNOT_START = 77
 PROXY_PORT = 19530

@@ -5,7 +5,7 @@ import numpy as np
 def assert_top_k_up_to_ties(ids: np.ndarray, distances: np.ndarray, reference: np.ndarray, atol: float = 1e-4,
                             rtol: float = 1e-5) -> None:
     """``ids`` and ``distances`` (queries, k) are a correct top-k under ``reference`` (queries, gallery), the exact
-    distances (``metrics.embedding_distance``): distinct hits, each at its reference distance, and those distances
+    distances (``search.distances.embedding_distance``): distinct hits, each at its reference distance, and those distances
     the k smallest — so only near-ties can differ in order."""
     ids, distances = np.atleast_2d(ids), np.atleast_2d(distances)
     k = ids.shape[1]

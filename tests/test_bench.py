@@ -1,8 +1,8 @@
 """``bench``: the issue's JSON schema, the generated report, and its computed summary."""
 import json
 
-from dml_core import bench
-from dml_core.store import ArtifactStore
+from dml_core.bench import report, run as bench
+from dml_core.core.store import ArtifactStore
 
 
 def test_bench_writes_the_json_schema_report_and_plots(built_home, tmp_path, one_torch_thread):
@@ -38,25 +38,25 @@ def test_bench_writes_the_json_schema_report_and_plots(built_home, tmp_path, one
 
 def test_summary_names_a_tie_when_the_gap_is_within_the_seed_spread():
     tied = {"a": {"ndcg@10": 0.800, "ndcg@10_std": 0.01}, "b": {"ndcg@10": 0.790, "ndcg@10_std": 0.01}}
-    assert bench._best(tied, "ndcg@10") == "a ≈ b"
+    assert report._best(tied, "ndcg@10") == "a ≈ b"
     clear = {"a": {"ndcg@10": 0.800, "ndcg@10_std": 0.001}, "b": {"ndcg@10": 0.790, "ndcg@10_std": 0.001}}
-    assert bench._best(clear, "ndcg@10") == "a"
+    assert report._best(clear, "ndcg@10") == "a"
     lower_is_better = {"a": {"mld@10": 0.30, "mld@10_std": 0.0}, "b": {"mld@10": 0.20, "mld@10_std": 0.0}}
-    assert bench._best(lower_is_better, "mld@10") == "b"
-    assert bench.dimensions({"m": {"128": {}, "16": {}, "32": {}}}) == [16, 32, 128]
+    assert report._best(lower_is_better, "mld@10") == "b"
+    assert report.dimensions({"m": {"128": {}, "16": {}, "32": {}}}) == [16, 32, 128]
 
 
 def test_first_run_lines_give_the_quick_build_alone_and_on_a_shared_cpu(tmp_path):
-    assert bench._first_run_lines(tmp_path / "none.json", tmp_path / "none2.json") == []
+    assert report._first_run_lines(tmp_path / "none.json", tmp_path / "none2.json") == []
     quick, shared = tmp_path / "quick.json", tmp_path / "shared.json"
     quick.write_text(json.dumps({"generated": "2026-12-02", "timing": {"build_s": 281.2, "build_stages_s": {
         "data": 41.8, "features": 43.5, "models": 195.5, "search": 0.0}}}))
     shared.write_text(json.dumps({"build_s": 400.4, "competitor": "a busy loop",
                                   "stages": {"data": {"seconds": 60.0}, "models": {"seconds": 300.0}}}))
-    alone, busy = bench._first_run_lines(quick, shared)
+    alone, busy = report._first_run_lines(quick, shared)
     assert "281 s (data 42 s, features 44 s, models 196 s)" in alone
     assert "400 s (data 60 s, models 300 s)" in busy and "a busy loop" in busy and "alone" not in busy
     shared.write_text(json.dumps({"build_s": 400.4, "stages": {"models": {"seconds": 300.0}},
                                   "alone": {"build_s": 200.2, "stages": {"models": {"seconds": 150.0}}}}))
-    busy = bench._first_run_lines(quick, shared)[1]
+    busy = report._first_run_lines(quick, shared)[1]
     assert "400 s (models 300 s), against 200 s (models 150 s) alone" in busy and "2.00× slower" in busy

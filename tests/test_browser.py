@@ -65,8 +65,8 @@ def save(driver, directory: Path, name: str) -> Path:
 
 
 def test_compare_and_upload_in_chromium(app_url, browser, built_home, tmp_path):
-    from dml_core.retrieval import load_catalog
-    from dml_core.store import ArtifactStore
+    from dml_core.core.store import ArtifactStore
+    from dml_core.serve.catalog import load_catalog
 
     catalog = load_catalog("pose", ArtifactStore(built_home))
     shots = tmp_path / "shots"
@@ -99,8 +99,8 @@ def test_compare_and_upload_in_chromium(app_url, browser, built_home, tmp_path):
 
 
 def test_a_deep_link_to_compare_opens_its_state_and_draws_the_orderings(app_url, browser, built_home, tmp_path):
-    from dml_core.retrieval import load_catalog
-    from dml_core.store import ArtifactStore
+    from dml_core.core.store import ArtifactStore
+    from dml_core.serve.catalog import load_catalog
 
     wait = WebDriverWait(browser, 120)
     browser.get(f"{app_url}/compare?task=layout&query=4&models=log_ratio-d128-s0&models=contrastive-d128-s0&k=6")

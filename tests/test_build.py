@@ -7,11 +7,15 @@ import sys
 import time
 
 import numpy as np
-
-from dml_core.build import model_plan, run_build
-from dml_core.data import get_profile
-from dml_core.store import ArtifactStore
 from ranking_check import assert_top_k_up_to_ties
+
+from dml_core.core.store import ArtifactStore
+from dml_core.pipeline.features import TaskFeatures
+from dml_core.pipeline.models import build_models, train_model
+from dml_core.pipeline.plan import ModelSpec, model_plan
+from dml_core.pipeline.profiles import get_profile
+from dml_core.pipeline.stages import run_build
+from dml_core.pipeline.tuning import build_tuning, tuned_settings
 
 
 def _all_artifacts(store):
@@ -30,9 +34,9 @@ def test_rerun_with_nothing_to_do_builds_nothing(built_home):
 
 
 def test_the_cross_modal_model_trains_on_the_caption_vectors_the_data_stage_kept(built_home):
-    from dml_core.build import TaskFeatures
-    from dml_core.tasks.caption import CAPTION_VECTORS
-    from dml_core.text import embed_sentences
+    from dml_core.core.text import embed_sentences
+    from dml_core.data.tasks.caption import CAPTION_VECTORS
+    from dml_core.pipeline.features import TaskFeatures
 
     data = TaskFeatures(ArtifactStore(built_home), "caption", progress=False)
     kept = data.caption_embeddings()
@@ -79,14 +83,13 @@ def test_tuning_picks_each_methods_best_validation_setting_and_models_train_with
     import dataclasses
     import shutil
 
-    from dml_core import build
-    from dml_core.methods import COMPARED, TUNING_GRIDS
+    from dml_core.learn.methods import COMPARED, TUNING_GRIDS
 
     shutil.copytree(built_home / "pose", tmp_path / "pose", ignore=shutil.ignore_patterns("models", "runs"))
     store = ArtifactStore(tmp_path)
     profile = dataclasses.replace(get_profile("tiny"), tune=True, seeds=(0,), ablation_dims=())
-    assert build.build_tuning(store, profile, ("pose",), progress=False) == ["pose"]
-    assert build.build_tuning(store, profile, ("pose",), progress=False) == []  # done once
+    assert build_tuning(store, profile, ("pose",), progress=False) == ["pose"]
+    assert build_tuning(store, profile, ("pose",), progress=False) == []  # done once
     tuned = store.manifest("pose", "tuning")["meta"]["methods"]
     assert set(tuned) == set(COMPARED)
     for method, result in tuned.items():
@@ -95,13 +98,13 @@ def test_tuning_picks_each_methods_best_validation_setting_and_models_train_with
         assert result["scores"][result["chosen"]] == max(result["scores"])
         assert result["settings"] == TUNING_GRIDS[method][result["chosen"]]
 
-    build.build_models(store, profile, ("pose",), progress=False)
+    build_models(store, profile, ("pose",), progress=False)
     for method in COMPARED:
         meta = store.manifest("pose", "models", f"{method}-d{profile.dim}-s0")["meta"]
         assert meta["settings"] == tuned[method]["settings"]
-    assert build.build_models(store, profile, ("pose",), progress=False) == {}  # nothing left to do
+    assert build_models(store, profile, ("pose",), progress=False) == {}  # nothing left to do
     # an untuned profile ignores the stored tuning
-    assert build.tuned_settings(store, "pose", get_profile("tiny"), "log_ratio") == {}
+    assert tuned_settings(store, "pose", get_profile("tiny"), "log_ratio") == {}
 
 
 def test_a_cnn_model_saves_loads_and_queries_through_the_catalog_like_a_head(built_home, tmp_path, one_torch_thread):
@@ -111,16 +114,15 @@ def test_a_cnn_model_saves_loads_and_queries_through_the_catalog_like_a_head(bui
     import numpy as np
     from PIL import Image
 
-    from dml_core import build
-    from dml_core.metrics import embedding_distance
-    from dml_core.ordering import QueryRef, ordering
-    from dml_core.retrieval import load_catalog
-    from dml_core.views import query_with_image_bytes
+    from dml_core.evaluate.ordering import QueryRef, ordering
+    from dml_core.search.distances import embedding_distance
+    from dml_core.serve.catalog import load_catalog
+    from dml_core.serve.upload import query_with_image_bytes
 
     shutil.copytree(built_home / "pose", tmp_path / "pose", ignore=shutil.ignore_patterns("runs"))
     store = ArtifactStore(tmp_path)
-    data = build.TaskFeatures(store, "pose", progress=False)
-    model_id = build.train_model(data, build.ModelSpec("log_ratio_ft", 16, 0), get_profile("tiny"), steps=5, progress=False)
+    data = TaskFeatures(store, "pose", progress=False)
+    model_id = train_model(data, ModelSpec("log_ratio_ft", 16, 0), get_profile("tiny"), steps=5, progress=False)
     meta = store.manifest("pose", "models", model_id)["meta"]
     assert meta["feature_mode"] == "images64" and 0 < meta["metrics"]["ndcg@10"] <= 1
 

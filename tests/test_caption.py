@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dml_core import text
-from dml_core.tasks import DataFormatError, get_task
-from dml_core.tasks._caption_scene import render_scene
-from dml_core.tasks._caption_sprites import CATEGORIES, CATEGORY_BY_NAME, COLOURS, SpriteSet, emoji_available
-from dml_core.tasks.caption import CaptionTask, ObjectGroup, Scene
+from dml_core.core import text
+from dml_core.data.tasks import DataFormatError, get_task
+from dml_core.data.tasks._caption_scene import render_scene
+from dml_core.data.tasks._caption_sprites import CATEGORIES, CATEGORY_BY_NAME, COLOURS, SpriteSet, emoji_available
+from dml_core.data.tasks.caption import CaptionTask, ObjectGroup, Scene
 
 needs_emoji_font = pytest.mark.skipif(not emoji_available(), reason="Noto Color Emoji font not installed")
 
@@ -50,9 +50,9 @@ def test_generate_shapes_labels_and_meta(task, data):
 
 
 def test_generated_splits_keep_the_caption_vectors_their_labels_average(task, data, tmp_path):
-    from dml_core.data import load_split, save_split
-    from dml_core.store import ArtifactStore
-    from dml_core.tasks.caption import CAPTION_VECTORS
+    from dml_core.core.store import ArtifactStore
+    from dml_core.data.splits import load_split, save_split
+    from dml_core.data.tasks.caption import CAPTION_VECTORS
 
     vectors = data.arrays[CAPTION_VECTORS]
     assert vectors.shape == (24, 5, text.MINILM_DIM) and vectors.dtype == np.float32

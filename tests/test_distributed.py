@@ -1,4 +1,4 @@
-"""DDP training (dml_core.distributed): two gloo processes, each drawing its own batch, give the
+"""DDP training (dml_core.learn.distributed): two gloo processes, each drawing its own batch, give the
 gradients of one process on the combined batch, for log-ratio (per-anchor loss) and binary
 triplet (mining over the gathered batch)."""
 import os
@@ -7,13 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import distributed_worker as worker
 import numpy as np
 import pytest
 import torch
 
-import distributed_worker as worker
-from dml_core import train
-from dml_core.mining import binary_masks
+from dml_core.learn import train
+from dml_core.learn.mining import binary_masks
 
 METHODS = ("log_ratio", "binary_triplet")
 WORLD = 2

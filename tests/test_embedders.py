@@ -8,18 +8,18 @@ import numpy as np
 import pytest
 import torch
 
-from dml_core.embedders import (
+from dml_core.bench.backbones import benchmark_backbone
+from dml_core.core.text import offline_hub
+from dml_core.features import (
     BackboneError,
     WeightsNotFoundError,
-    benchmark_backbone,
     create_backbone,
     imagenet_class_names,
     list_backbones,
     set_batchnorm_eval,
 )
-from dml_core.embedders.clip import find_checkpoint
-from dml_core.text import offline_hub
-from dml_core.embedders.efficientnet import (
+from dml_core.features.clip import find_checkpoint
+from dml_core.features.efficientnet import (
     block_output_shape,
     create_timm_lite0,
     load_imagenet_lite0,

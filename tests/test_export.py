@@ -1,4 +1,4 @@
-"""Downloads and exports (dml_core.export, ``evaluate --per-query``, ``export``): what is written
+"""Downloads and exports (dml_core.serve.export, ``evaluate --per-query``, ``export``): what is written
 reads back as what the catalog holds."""
 import csv
 import io
@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dml_core import cli, export
-from dml_core.retrieval import load_catalog
-from dml_core.store import ArtifactStore
+from dml_core import cli
+from dml_core.core.store import ArtifactStore
+from dml_core.serve import export
+from dml_core.serve.catalog import load_catalog
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,8 @@ import warnings
 import numpy as np
 import pytest
 
-from dml_core.embedders import create_backbone, extract_features, fingerprint_images
-from dml_core.embedders import features as features_module
-from dml_core.embedders.features import cache_paths
+from dml_core.features import cache as features_module, create_backbone, extract_features, fingerprint_images
+from dml_core.features.cache import cache_paths
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dml_core.images import ImageInputError, decode_image, to_square_array
+from dml_core.core.images import ImageInputError, decode_image, to_square_array
 
 
 def _encode(image, fmt, **kwargs):

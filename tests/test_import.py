@@ -16,14 +16,16 @@ from PIL import Image
 from scipy import io as sio
 from streamlit.testing.v1 import AppTest
 
-from dml_core import cli, views
-from dml_core.build import build_data, model_plan, run_build
-from dml_core.data import get_profile, load_split
-from dml_core.importer import MIN_SPLIT, assign_splits, import_dataset
-from dml_core.retrieval import load_catalog
-from dml_core.store import ArtifactStore
-from dml_core.tasks import get_task, task_names
-from dml_core.tasks.imported import SOURCE, NoGenerator, standardised_distance
+from dml_core import cli
+from dml_core.core.store import ArtifactStore
+from dml_core.data.importer import assign_splits, import_dataset
+from dml_core.data.splits import load_split
+from dml_core.data.tasks import get_task, task_names
+from dml_core.data.tasks.imported import SOURCE, NoGenerator, standardised_distance
+from dml_core.pipeline.plan import model_plan
+from dml_core.pipeline.profiles import get_profile
+from dml_core.pipeline.stages import build_data, run_build
+from dml_core.serve.catalog import load_catalog
 from scripts.make_disc_dataset import LABEL_COLUMNS, write_disc_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -458,7 +460,7 @@ def test_an_imported_coco_task_gets_a_cross_modal_model_and_text_queries(home_en
     name, store = NAMES["coco"], ArtifactStore(home_env["home"])
     catalog = load_catalog(name, store)
     assert catalog.text_model_ids() == ["cross_modal-d128-s0"]
-    assert [views.text_model_ids(load_catalog(NAMES[f], store)) for f in ("folder", "mpii", "lsun")] == [[], [], []]
+    assert [load_catalog(NAMES[f], store).text_model_ids() for f in ("folder", "mpii", "lsun")] == [[], [], []]
     # the cross-modal model trained on every image's own captions, however many it has
     captions = load_split(store, name, "train").meta["captions"]
     counts = [len(c) for c in captions]

@@ -2,11 +2,12 @@
 import numpy as np
 import pytest
 
-from dml_core.index import IndexFileError, build_index, load_index, save_index, search
+from dml_core.search.faiss_index import build_index, load_index, save_index
+from dml_core.search.interface import IndexFileError, search
 
 
 def brute_force(gallery, queries, k, metric):
-    """Reference search in float64 numpy: distances as documented in dml_core.index."""
+    """Reference search in float64 numpy: distances as documented in dml_core.search."""
     g = np.asarray(gallery, dtype=np.float64)
     q = np.asarray(queries, dtype=np.float64)
     if metric == "cosine":

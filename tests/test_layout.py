@@ -9,9 +9,8 @@ import pytest
 from PIL import Image
 from scipy import io as sio
 
-from dml_core.tasks import DataFormatError, get_task
-from dml_core.tasks import _layout_render as R
-from dml_core.tasks.layout import CEILING, FLOOR, FRONT, LABEL_SIZE, LEFT, RIGHT, TASK, room_type
+from dml_core.data.tasks import DataFormatError, _layout_render as R, get_task
+from dml_core.data.tasks.layout import CEILING, FLOOR, FRONT, LABEL_SIZE, LEFT, RIGHT, TASK, room_type
 
 SIZE = 48  # small renders keep the file fast
 

@@ -5,13 +5,11 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from pytorch_metric_learning import losses as pml_losses
-from pytorch_metric_learning import reducers
+from pytorch_metric_learning import losses as pml_losses, reducers
 
-from dml_core import losses as L
-from dml_core.mining import dense_triplets, squared_l2_distance
-from dml_core.speed import log_ratio_speed
-
+from dml_core.bench.speed import log_ratio_speed
+from dml_core.learn import losses as L
+from dml_core.learn.mining import dense_triplets, squared_l2_distance
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -3,19 +3,11 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 
-from dml_core.metrics import (
-    dcg_at_k,
-    embedding_distance,
-    evaluate,
-    gap_closed,
-    mean_label_distance_at_k,
-    ndcg_at_k,
-    spearman,
-)
+from dml_core.evaluate.metrics import dcg_at_k, evaluate, gap_closed, mean_label_distance_at_k, ndcg_at_k, spearman
+from dml_core.search.distances import embedding_distance
 
 LOG2_3 = math.log2(3)
 LOG2_5 = math.log2(5)

@@ -7,8 +7,7 @@ import pytest
 import torch
 from pytorch_metric_learning import miners as pml_miners
 
-from dml_core import mining as M
-
+from dml_core.learn import mining as M
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -1,15 +1,16 @@
-"""Out-of-domain evidence (dml_core.ood): generated images read as typical, real photos do not."""
+"""Out-of-domain evidence (dml_core.serve.ood): generated images read as typical, real photos do not."""
 import io
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from dml_core import ood, views
-from dml_core.images import decode_image, to_square_array
-from dml_core.retrieval import load_catalog
-from dml_core.store import ArtifactStore
-from dml_core.tasks import get_task
+from dml_core.core.images import decode_image, to_square_array
+from dml_core.core.store import ArtifactStore
+from dml_core.data.tasks import get_task
+from dml_core.serve import ood
+from dml_core.serve.catalog import load_catalog
+from dml_core.serve.upload import query_with_image_bytes
 
 
 def photos() -> dict[str, bytes]:
@@ -81,7 +82,7 @@ def test_real_photos_are_unfamiliar_and_fresh_generated_images_are_not(pose):
 
 
 def test_the_upload_path_reports_typicality(pose):
-    result = views.query_with_image_bytes(pose, photos()["flower.jpg"], ["log_ratio-d128-s0"], 5, place_on=[])
+    result = query_with_image_bytes(pose, photos()["flower.jpg"], ["log_ratio-d128-s0"], 5, place_on=[])
     assert result.typicality is not None and result.typicality.unfamiliar
     facts = result.typicality.to_dict()
     assert facts["percentile"] == 100.0 and facts["reference_queries"] == len(pose.queries)

@@ -4,10 +4,11 @@ import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
-from dml_core import ordering as O
-from dml_core.metrics import evaluate
-from dml_core.retrieval import load_catalog
-from dml_core.store import ArtifactStore
+from dml_core.core.store import ArtifactStore
+from dml_core.core.vocabulary import METRIC_FAMILIES
+from dml_core.evaluate import ordering as O
+from dml_core.evaluate.metrics import evaluate
+from dml_core.serve.catalog import load_catalog
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +75,7 @@ def test_finder_counts_and_sorts_a_hand_made_example():
 
 def test_finder_differences_follow_each_metrics_direction(catalog):
     a, b = catalog.model_ids(main_only=True)[:2]
-    for metric, (_, sign) in O.FINDER_METRICS.items():
+    for metric, (_, sign) in METRIC_FAMILIES.items():
         frame = O.query_differences(catalog, a, b, metric, k=10)
         scores = {m: evaluate(catalog.models[m].query, catalog.models[m].gallery, catalog.label_dist, ks=(10,),
                               metric=catalog.models[m].meta["metric"])["per_query"] for m in (a, b)}

@@ -15,10 +15,11 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from dml_core import lab, ood
-from dml_core.bench import reference_scores
-from dml_core.retrieval import load_catalog
-from dml_core.store import ArtifactStore
+from dml_core.app import lab
+from dml_core.bench.run import reference_scores
+from dml_core.core.store import ArtifactStore
+from dml_core.serve import ood
+from dml_core.serve.catalog import load_catalog
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 120  # first runs load torch, faiss and the catalogs; the machine may be busy
@@ -60,7 +61,7 @@ def png_bytes(array: np.ndarray) -> bytes:
 
 # ------------------------------------------------------------------------------ compare
 def test_compare_shows_both_models_the_oracle_and_each_ordering(use_built_home):
-    from dml_core import ordering as O
+    from dml_core.evaluate import ordering as O
 
     at = page("compare")
     no_exception(at)
@@ -121,7 +122,7 @@ def test_a_link_with_escaping_or_bad_values_is_refused_in_plain_words(use_built_
 
 
 def test_the_query_finder_counts_every_query_and_opens_one(use_built_home):
-    from dml_core import ordering as O
+    from dml_core.evaluate import ordering as O
 
     at = page("compare")
     catalog = load_catalog("pose", ArtifactStore(use_built_home))

@@ -6,13 +6,11 @@ import json
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 from PIL import Image
 
-from dml_core.tasks import DataFormatError, TaskData, get_task
-from dml_core.tasks import pose
-from dml_core.tasks.pose import (
+from dml_core.data.tasks import DataFormatError, TaskData, get_task, pose
+from dml_core.data.tasks.pose import (
     ACTIVITIES,
     ACTIVITY_NAMES,
     ANGLE_INDEX,

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from dml_core.projection import (
+from dml_core.search.projection import (
     Projection,
     ProjectionFileError,
     fit_projection,
@@ -67,8 +67,8 @@ def test_held_out_points_land_where_umap_put_them(gallery, projection):
 
 
 def test_placement_kernel_matches_umap():
-    from umap.umap_ import compute_membership_strengths, init_graph_transform, smooth_knn_dist
     import scipy.sparse
+    from umap.umap_ import compute_membership_strengths, init_graph_transform, smooth_knn_dist
 
     rng = np.random.default_rng(2)
     knn_dist = np.sort(rng.uniform(0.05, 1.5, size=(1, 15)), axis=1).astype(np.float32)
@@ -149,7 +149,7 @@ def test_bad_files_raise_one_line_errors(tmp_path, projection):
 def test_small_maps_hand_umap_its_own_distances_precomputed(gallery, metric, umap_name):
     from umap.distances import named_distances
 
-    from dml_core.projection import _umap_distances
+    from dml_core.search.projection import _umap_distances
 
     distance = named_distances[umap_name]
     expected = np.array([[distance(a, b) for b in gallery[:40]] for a in gallery[:40]])

@@ -1,7 +1,7 @@
 """Reliability and security: hostile uploads, damaged artifacts, confined paths, no pickle.
 
 The hostile corpus (``tests/hostile_corpus.py``) goes through the Upload page itself (AppTest)
-and through ``python -m dml_core query``; both end in ``dml_core.views.query_with_image_bytes``.
+and through ``python -m dml_core query``; both end in ``dml_core.serve.upload.query_with_image_bytes``.
 """
 import re
 import shutil
@@ -12,14 +12,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hostile_corpus import corpus, expected_size
 from streamlit.testing.v1 import AppTest
 
-from dml_core import build, cli
-from dml_core.data import get_profile
-from dml_core.images import UPLOAD_EXTENSIONS
-from dml_core.retrieval import load_catalog
-from dml_core.store import ArtifactStore
-from hostile_corpus import corpus, expected_size
+from dml_core import cli
+from dml_core.core.images import UPLOAD_EXTENSIONS
+from dml_core.core.store import ArtifactStore
+from dml_core.core.vocabulary import BASELINE
+from dml_core.learn.train import Checkpointing
+from dml_core.pipeline.features import TaskFeatures
+from dml_core.pipeline.models import train_model
+from dml_core.pipeline.plan import ModelSpec
+from dml_core.pipeline.profiles import get_profile
+from dml_core.pipeline.stages import run_build
+from dml_core.serve.catalog import load_catalog
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = corpus()
@@ -56,7 +62,7 @@ def test_every_hostile_file_through_the_upload_page(use_built_home):
 
 
 def test_ok_files_decode_to_the_right_image(use_built_home):
-    from dml_core.views import query_with_image_bytes
+    from dml_core.serve.upload import query_with_image_bytes
 
     catalog = load_catalog("pose", ArtifactStore(use_built_home))
     models = catalog.model_ids(main_only=True)[:2]
@@ -114,7 +120,7 @@ def test_decoding_the_corpus_keeps_memory_bounded():
     script = (
         "import resource, sys; sys.path.insert(0, 'tests')\n"
         "from hostile_corpus import corpus\n"
-        "from dml_core.images import ImageInputError, decode_image, to_square_array\n"
+        "from dml_core.core.images import ImageInputError, decode_image, to_square_array\n"
         "cases = corpus()\n"
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "for case in cases:\n"
@@ -172,7 +178,7 @@ def test_altered_or_truncated_index_projection_and_weights_are_never_loaded_and_
     store = ArtifactStore(tmp_path)
     healthy = load_catalog("pose", store)
     main = healthy.model_ids(main_only=True)
-    trained = [m for m in main if m != build.BASELINE]
+    trained = [m for m in main if m != BASELINE]
     index_victim, projection_victim, weights_victim = trained[:3]
     models = tmp_path / "pose" / "models"
     _flip_byte(models / index_victim / "index.faiss")  # same size: only the checksum can tell
@@ -186,7 +192,7 @@ def test_altered_or_truncated_index_projection_and_weights_are_never_loaded_and_
     assert "checksum" in damaged.damaged[index_victim] and "size" in damaged.damaged[projection_victim]
     assert set(damaged.models) == set(healthy.models) - set(damaged.damaged)
 
-    report = build.run_build("tiny", ("pose",), store, progress=False)
+    report = run_build("tiny", ("pose",), store, progress=False)
     assert set(report["stages"]["models"]["detail"]["pose"]) == {index_victim, projection_victim, weights_victim}
     rebuilt = load_catalog("pose", store)
     assert not rebuilt.damaged and set(rebuilt.models) == set(healthy.models)
@@ -205,19 +211,19 @@ def test_damaged_models_are_named_on_the_pages(built_home, tmp_path, monkeypatch
 
 
 def test_a_damaged_training_checkpoint_is_discarded_not_resumed(built_home, tmp_path, one_torch_thread):
-    from dml_core.train import fit
+    from dml_core.learn.train import fit
 
     shutil.copytree(built_home / "pose", tmp_path / "pose", ignore=shutil.ignore_patterns("models", "runs"))
     store = ArtifactStore(tmp_path)
     profile = get_profile("tiny")
-    spec = build.ModelSpec("log_ratio", profile.dim, 0)
-    data = build.TaskFeatures(store, "pose", progress=False)
+    spec = ModelSpec("log_ratio", profile.dim, 0)
+    data = TaskFeatures(store, "pose", progress=False)
     run_dir = store.path("pose", "runs", spec.id)
     fit(data.features["train"], data.train.labels, method="log_ratio", dim=spec.dim, steps=profile.steps,
-        checkpoint_dir=run_dir, neighbours=data.neighbours, progress=False, on_step=lambda step, loss: step < 5)
+        checkpoint=Checkpointing(run_dir), neighbours=data.neighbours, progress=False, on_step=lambda step, loss: step < 5)
     _flip_byte(next(run_dir.glob("optimizer-*.safetensors")))
     with pytest.warns(UserWarning, match="checksum mismatch"):
-        build.train_model(data, spec, profile, progress=False)
+        train_model(data, spec, profile, progress=False)
     fresh = store.load_array("pose", "models", spec.id, name="gallery.npy")
     reference = ArtifactStore(built_home).load_array("pose", "models", spec.id, name="gallery.npy")
     np.testing.assert_allclose(fresh, reference, atol=1e-5)

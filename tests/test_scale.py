@@ -1,4 +1,4 @@
-"""``python -m dml_core scale`` (dml_core.scale) on small N: the vectors, the measures, the JSON
+"""``python -m dml_core scale`` (dml_core.bench.scale) on small N: the vectors, the measures, the JSON
 merge and the BENCHMARKS.md section."""
 import json
 
@@ -6,10 +6,18 @@ import numpy as np
 import pytest
 
 from dml_core import cli
-from dml_core.index import build_index, save_index
-from dml_core.scale import (EF_SWEEP, ScaleInputError, extend_around, make_vectors, markdown_lines, merge_run, run_scale,
-                            write_section)
-from dml_core.store import ArtifactStore
+from dml_core.bench.scale import (
+    EF_SWEEP,
+    ScaleInputError,
+    extend_around,
+    make_vectors,
+    markdown_lines,
+    merge_run,
+    run_scale,
+    write_section,
+)
+from dml_core.core.store import ArtifactStore
+from dml_core.search.faiss_index import build_index, save_index
 
 
 def test_extend_around_keeps_the_gallery_and_stays_near_it():

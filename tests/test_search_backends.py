@@ -1,4 +1,4 @@
-"""Search backends (dml_core.index): Milvus Lite FLAT = FAISS flat on a built gallery, a real
+"""Search backends (dml_core.search): Milvus Lite FLAT = FAISS flat on a built gallery, a real
 Milvus server, derived copies written idempotently, HNSW recall, one-line errors."""
 import os
 import shutil
@@ -10,14 +10,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from dml_core import cli, milvus_index
-from dml_core.index import (build_index, hnsw_ef_search, load_index, open_gallery_index, parse_backend, save_index,
-                            search, sync_gallery_indexes)
-from dml_core.metrics import embedding_distance
-from dml_core.retrieval import load_catalog
-from dml_core.store import ArtifactStore
 from ranking_check import assert_top_k_up_to_ties
+
+from dml_core import cli
+from dml_core.core.store import ArtifactStore
+from dml_core.search import milvus as milvus_index
+from dml_core.search.backends import parse_backend
+from dml_core.search.distances import embedding_distance
+from dml_core.search.faiss_index import build_index, hnsw_ef_search, load_index, save_index
+from dml_core.search.gallery import open_gallery_index, sync_gallery_indexes
+from dml_core.search.interface import search
+from dml_core.serve.catalog import load_catalog
 
 SERVER_CHECK = Path(__file__).with_name("milvus_server_check.py")
 TOP = 10

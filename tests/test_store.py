@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from dml_core.store import ArtifactStore, CorruptArtifact, MissingArtifact, UnsafePath, confined_path
+from dml_core.core.store import ArtifactStore, CorruptArtifact, MissingArtifact, UnsafePath, confined_path
 
 
 def _write(store, *parts, value=1.0):

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from dml_core import text
+from dml_core.core import text
 
 
 @contextlib.contextmanager
@@ -111,7 +111,7 @@ def test_lexical_vectors_are_unit_and_independent_of_hash_seed():
     # crc32 hashing, not Python's per-process salted hash(): a fresh interpreter agrees.
     import subprocess
 
-    code = "from dml_core import text; import sys; sys.stdout.write(text.embed_sentences(['a red apple'], backend='lexical').tobytes().hex())"
+    code = "from dml_core.core import text; import sys; sys.stdout.write(text.embed_sentences(['a red apple'], backend='lexical').tobytes().hex())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONHASHSEED": "123"}, cwd=os.path.dirname(os.path.dirname(__file__)))
     np.testing.assert_array_equal(np.frombuffer(bytes.fromhex(out.stdout), np.float32), text.embed_sentences(["a red apple"], backend="lexical")[0])

@@ -173,7 +173,7 @@ def test_enrolment_adds_a_template_and_identification_is_consistent(people):
 
 
 def test_people_can_come_from_the_pose_task():
-    from dml_core.tasks import get_task
+    from dml_core.data.tasks import get_task
 
     data = get_task("pose").generate(6, seed=0, size=64)
     people = identity.people_from_task_data(data, size=32)

@@ -8,16 +8,29 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from pytorch_metric_learning import losses as pml_losses, reducers
 from scipy.stats import spearmanr
 
-from pytorch_metric_learning import losses as pml_losses
-from pytorch_metric_learning import reducers
-
-from dml_core import losses as L
-from dml_core import methods
-from dml_core.mining import (LabelNeighbours, all_pairs, all_triplets, binary_masks, sample_binary_batch,
-                             sample_dense_batch, squared_l2_distance)
-from dml_core.train import CheckpointError, EmbeddingModel, embed, embed_text, fit, load_model, read_checkpoint
+from dml_core.learn import losses as L, methods
+from dml_core.learn.mining import (
+    LabelNeighbours,
+    all_pairs,
+    all_triplets,
+    binary_masks,
+    sample_binary_batch,
+    sample_dense_batch,
+    squared_l2_distance,
+)
+from dml_core.learn.train import (
+    CheckpointError,
+    Checkpointing,
+    EmbeddingModel,
+    embed,
+    embed_text,
+    fit,
+    load_model,
+    read_checkpoint,
+)
 
 SMALL = dict(batch_size=48, hidden=64, progress=False)
 
@@ -133,9 +146,16 @@ def test_the_cnn_embedder_learns_from_images_and_reloads(tmp_path):
     images, labels = discs(320, 0)
     test_images, test_labels = discs(100, 1)
     untrained, _ = fit(images, labels, label_distance, "log_ratio_ft", dim=16, steps=1, lr=1e-12, **SMALL)
-    model, history = fit(images, labels, label_distance, "log_ratio_ft", dim=16, steps=80, checkpoint_dir=tmp_path, **SMALL)
+    model, history = fit(images, labels, label_distance, "log_ratio_ft", dim=16, steps=80,
+                         checkpoint=Checkpointing(tmp_path), **SMALL)
     assert model.trunk is not None and np.isfinite(history["loss"]).all()
     assert rank_correlation(model, test_images, test_labels) > rank_correlation(untrained, test_images, test_labels) + 0.2
+    assert np.array_equal(embed(load_model(tmp_path), test_images), embed(model, test_images))
+    # A model stored before the library moved into stage folders names its trunk by the old path.
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["model"]["trunk_spec"]["builder"] == "dml_core.learn.cnn:compact_cnn"
+    config["model"]["trunk_spec"]["builder"] = "dml_core.cnn:compact_cnn"
+    (tmp_path / "config.json").write_text(json.dumps(config))
     assert np.array_equal(embed(load_model(tmp_path), test_images), embed(model, test_images))
     with pytest.raises(ValueError, match="images"):
         fit(np.zeros((20, 7), np.float32), labels[:20], label_distance, "log_ratio_ft", steps=1, **SMALL)
@@ -160,17 +180,18 @@ def test_same_seed_same_model_other_seed_other_model(data):
 
 def test_resumed_run_equals_uninterrupted_run(data, tmp_path):
     x, labels = data
-    args = dict(method="binary_triplet", dim=8, steps=24, seed=5, checkpoint_every=10, **SMALL)
+    args = dict(method="binary_triplet", dim=8, steps=24, seed=5, **SMALL)
     full, full_history = fit(x, labels, label_distance, **args)
+    every_10 = Checkpointing(tmp_path, every=10)
 
     def crash(step, loss):
         if step == 15:
             raise KeyboardInterrupt("simulated crash")
 
     with pytest.raises(KeyboardInterrupt):
-        fit(x, labels, label_distance, checkpoint_dir=tmp_path, on_step=crash, **args)
+        fit(x, labels, label_distance, checkpoint=every_10, on_step=crash, **args)
     assert json.loads((tmp_path / "config.json").read_text())["steps_done"] == 10
-    resumed, history = fit(x, labels, label_distance, checkpoint_dir=tmp_path, **args)
+    resumed, history = fit(x, labels, label_distance, checkpoint=every_10, **args)
     assert same_weights(weights(resumed), weights(full))
     assert history["loss"] == full_history["loss"]
     loaded = load_model(tmp_path)
@@ -189,8 +210,8 @@ def test_checkpoints_by_time_save_when_the_interval_has_passed(data, tmp_path, e
             raise KeyboardInterrupt("simulated crash")
 
     with pytest.raises(KeyboardInterrupt):
-        fit(x, labels, label_distance, "log_ratio", dim=8, steps=24, seed=5, checkpoint_dir=tmp_path,
-            checkpoint_every=10, checkpoint_every_s=every_s, on_step=crash, **SMALL)
+        fit(x, labels, label_distance, "log_ratio", dim=8, steps=24, seed=5, on_step=crash,
+            checkpoint=Checkpointing(tmp_path, every=10, every_s=every_s), **SMALL)
     config = tmp_path / "config.json"
     assert (json.loads(config.read_text())["steps_done"] if config.is_file() else None) == saved_step
 
@@ -198,7 +219,7 @@ def test_checkpoints_by_time_save_when_the_interval_has_passed(data, tmp_path, e
 def test_on_step_can_stop_training_and_resume_finishes_it(data, tmp_path):
     x, labels = data
     seen = []
-    args = dict(method="log_ratio", dim=8, steps=12, seed=1, checkpoint_dir=tmp_path, **SMALL)
+    args = dict(method="log_ratio", dim=8, steps=12, seed=1, checkpoint=Checkpointing(tmp_path), **SMALL)
     _, history = fit(x, labels, label_distance, on_step=lambda s, l: seen.append((s, l)) or s < 5, **args)
     assert [s for s, _ in seen] == [1, 2, 3, 4, 5] and history["steps_done"] == 5
     _, history = fit(x, labels, label_distance, **args)
@@ -207,17 +228,17 @@ def test_on_step_can_stop_training_and_resume_finishes_it(data, tmp_path):
 
 def test_resume_refuses_a_checkpoint_of_another_run(data, tmp_path):
     x, labels = data
-    fit(x, labels, label_distance, "log_ratio", dim=8, steps=3, seed=1, checkpoint_dir=tmp_path, **SMALL)
+    fit(x, labels, label_distance, "log_ratio", dim=8, steps=3, seed=1, checkpoint=Checkpointing(tmp_path), **SMALL)
     with pytest.raises(CheckpointError, match="seed"):
-        fit(x, labels, label_distance, "log_ratio", dim=8, steps=3, seed=2, checkpoint_dir=tmp_path, **SMALL)
-    model, _ = fit(x, labels, label_distance, "log_ratio", dim=8, steps=3, seed=2, checkpoint_dir=tmp_path,
-                   resume=False, **SMALL)
+        fit(x, labels, label_distance, "log_ratio", dim=8, steps=3, seed=2, checkpoint=Checkpointing(tmp_path), **SMALL)
+    model, _ = fit(x, labels, label_distance, "log_ratio", dim=8, steps=3, seed=2,
+                   checkpoint=Checkpointing(tmp_path, resume=False), **SMALL)
     assert load_model(tmp_path).run_config["seed"] == 2
 
 
 def test_corrupted_checkpoint_raises_a_clear_error(data, tmp_path):
     x, labels = data
-    fit(x, labels, label_distance, "dense_triplet", dim=8, steps=3, checkpoint_dir=tmp_path, **SMALL)
+    fit(x, labels, label_distance, "dense_triplet", dim=8, steps=3, checkpoint=Checkpointing(tmp_path), **SMALL)
     config = json.loads((tmp_path / "config.json").read_text())
     model_file = tmp_path / config["files"]["model"]["name"]
     original = model_file.read_bytes()
@@ -226,7 +247,7 @@ def test_corrupted_checkpoint_raises_a_clear_error(data, tmp_path):
     with pytest.raises(CheckpointError, match="checksum mismatch"):
         load_model(tmp_path)
     with pytest.raises(CheckpointError, match="checksum mismatch"):       # resume refuses it too
-        fit(x, labels, label_distance, "dense_triplet", dim=8, steps=3, checkpoint_dir=tmp_path, **SMALL)
+        fit(x, labels, label_distance, "dense_triplet", dim=8, steps=3, checkpoint=Checkpointing(tmp_path), **SMALL)
 
     truncated = original[: len(original) // 2]                             # checksum updated: parse error
     model_file.write_bytes(truncated)
@@ -260,7 +281,7 @@ def test_trunk_on_cached_activations_trains_and_reloads(data, tmp_path):
     trunk = SmallTrunk()
     before = weights(trunk)
     model, history = fit(activations, labels, label_distance, "log_ratio", dim=8, steps=15, trunk=trunk,
-                         checkpoint_dir=tmp_path, **SMALL)
+                         checkpoint=Checkpointing(tmp_path), **SMALL)
     assert same_weights(weights(trunk), before)                  # the caller's trunk is untouched
     assert not same_weights(weights(model.trunk), before)        # the copy was trained
     with pytest.raises(CheckpointError, match="trunk="):
@@ -324,11 +345,11 @@ def test_official_dense_layout_trains_too(data):
 
 def test_trunk_spec_rebuilds_the_trunk_and_refuses_foreign_builders(data, tmp_path):
     x, labels = data
-    spec = {"builder": "dml_core.train:EmbeddingModel",
+    spec = {"builder": "dml_core.learn.train:EmbeddingModel",
             "kwargs": {"in_shape": [24], "dim": 12, "hidden": 0, "normalize": False, "standardize": False}}
     trunk = EmbeddingModel(**spec["kwargs"])
     model, _ = fit(x, labels, label_distance, "log_ratio", dim=8, steps=3, trunk=trunk, trunk_spec=spec,
-                   checkpoint_dir=tmp_path, **SMALL)
+                   checkpoint=Checkpointing(tmp_path), **SMALL)
     assert np.array_equal(embed(load_model(tmp_path), x), embed(model, x))
     config = json.loads((tmp_path / "config.json").read_text())
     config["model"]["trunk_spec"] = {"builder": "os:system", "kwargs": {"command": "true"}}

@@ -6,7 +6,7 @@ import types
 
 import pytest
 
-from dml_core.workers import run_jobs, torch_threads
+from dml_core.core.workers import run_jobs, torch_threads
 
 
 def _threads(_):

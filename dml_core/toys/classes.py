@@ -22,13 +22,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from scipy.stats import spearmanr
-from pytorch_metric_learning import losses as pml_losses
-from pytorch_metric_learning import miners as pml_miners
+from pytorch_metric_learning import losses as pml_losses, miners as pml_miners
 from pytorch_metric_learning.distances import LpDistance
+from scipy.stats import spearmanr
 
-from .common import (embed, mlp, np_dists, recall_at_1, single_thread, single_threaded, upper_triangle,
-                     within_class_spread)
+from dml_core.toys.common import (
+    embed,
+    mlp,
+    np_dists,
+    recall_at_1,
+    single_thread,
+    single_threaded,
+    upper_triangle,
+    within_class_spread,
+)
 
 CLASS_TOY_INPUT_DIM = 16
 PAIR_LOSSES = ("contrastive", "triplet")

@@ -9,8 +9,8 @@ trained on the same batches:
 - **binary triplet**: a pair counts as "similar" when the angles differ by less than a
   threshold, "dissimilar" otherwise; loss ``max(0, m + D(a,p) - D(a,n))`` over every such
   (a, p, n) of the batch, D the squared Euclidean distance, m = 0.2 (the paper's binary
-  baseline; ``dml_core.losses.binary_triplet_loss``);
-- **log-ratio** (Kim et al. 2019, ``dml_core.losses.log_ratio_loss``): for every anchor a and
+  baseline; ``dml_core.learn.losses.binary_triplet_loss``);
+- **log-ratio** (Kim et al. 2019, ``dml_core.learn.losses.log_ratio_loss``): for every anchor a and
   pair (i, j) of the batch, ``(log(D(f_a,f_i) / D(f_a,f_j)) - log(D(y_a,y_i) / D(y_a,y_j)))^2``
   with D the squared distance in both spaces (the squared angle difference for labels).
 
@@ -29,10 +29,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..losses import binary_triplet_loss, log_ratio_loss
-from ..metrics import spearman
-from ..mining import all_triplets
-from .common import generator, mlp, np_dists, single_threaded
+from dml_core.evaluate.metrics import spearman
+from dml_core.learn.losses import binary_triplet_loss, log_ratio_loss
+from dml_core.learn.mining import all_triplets
+from dml_core.toys.common import generator, mlp, np_dists, single_threaded
 
 BAR_IMAGE_SIZE = 16
 MAX_ANGLE = 90.0
@@ -106,7 +106,7 @@ class ContinuousRun:
     pair_emb_dist / pair_label_dist: a fixed random sample of test pairs (Euclidean distance
     on the sphere, angle difference) for the scatter plot.
     spearman: mean per-query Spearman rho between embedding and label distances, each test
-    bar a query against all the others (``dml_core.metrics.spearman``).
+    bar a query against all the others (``dml_core.evaluate.metrics.spearman``).
     neighbour_error: mean angle difference (degrees) to the 5 nearest neighbours in the
     embedding (lower is better). loss_history: training loss per step.
     """

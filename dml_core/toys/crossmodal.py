@@ -15,7 +15,7 @@ categories only with the bidirectional triplet loss (Kiros et al. 2014; VSE):
     L2 = sum_{i'} max(0, m - s(t, i) + s(t, i'))   (caption anchor t, its image i, other images i')
     L  = L1 + L2,  s = cosine similarity
 
-(``dml_core.losses.CrossModalTripletLoss`` with every negative of the batch). Held-out
+(``dml_core.learn.losses.CrossModalTripletLoss`` with every negative of the batch). Held-out
 categories are never seen in training, yet a caption naming one retrieves its images:
 the text encoder maps the unseen word vector to where its attributes point (zero-shot).
 """
@@ -29,8 +29,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..losses import CrossModalTripletLoss
-from .common import mlp, single_threaded
+from dml_core.learn.losses import CrossModalTripletLoss
+from dml_core.toys.common import mlp, single_threaded
 
 ATTRIBUTES = ("fur", "four legs", "hooves", "stripes", "wings", "feathers", "flies", "fins", "wheels", "engine",
               "large", "in water")

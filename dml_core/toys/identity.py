@@ -1,6 +1,6 @@
 """Learn page 6: verification and identification of persons with a learnt embedding.
 
-The people are the pose task's figures (``dml_core.tasks.pose``): a person id fixes body
+The people are the pose task's figures (``dml_core.data.tasks.pose``): a person id fixes body
 shape and outfit, while pose, camera and framing change from picture to picture. An
 embedding is trained with *binary* labels (same person or not: the triplet loss over
 person ids) on one set of persons, then used on persons it never saw:
@@ -27,8 +27,8 @@ import torch
 from PIL import Image
 from pytorch_metric_learning import losses as pml_losses
 
-from .classes import class_batches, euclidean
-from .common import embed, mlp, np_dists, roc_curve, single_threaded
+from dml_core.toys.classes import class_batches, euclidean
+from dml_core.toys.common import embed, mlp, np_dists, roc_curve, single_threaded
 
 PERSON_IMAGE_SIZE = 32
 HISTOGRAM_BINS = 6
@@ -75,7 +75,7 @@ def render_people(person_ids, per_person: int, seed: int, size: int = PERSON_IMA
     Uses the pose task's renderer (``sample_pose``, ``sample_camera``, ``sample_background``,
     ``appearance_for_person``); picture k of person p depends only on (seed, p, k).
     """
-    from ..tasks.pose import appearance_for_person, render, sample_background, sample_camera, sample_pose
+    from dml_core.data.tasks.pose import appearance_for_person, render, sample_background, sample_camera, sample_pose
 
     person_ids = [int(p) for p in person_ids]
     images = np.empty((len(person_ids) * per_person, size, size, 3), dtype=np.uint8)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .common import best_threshold_accuracy, pair_accuracy
+from dml_core.toys.common import best_threshold_accuracy, pair_accuracy
 
 
 @dataclass

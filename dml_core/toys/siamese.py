@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .common import best_threshold_accuracy, embed, mlp, pair_accuracy, single_threaded
+from dml_core.toys.common import best_threshold_accuracy, embed, mlp, pair_accuracy, single_threaded
 
 GLYPH_SIZE = 14
 STROKES_PER_GLYPH = 3

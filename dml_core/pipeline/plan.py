@@ -1,0 +1,81 @@
+"""The model plan: which models a profile builds for a task, what each embeds and how long it trains."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dml_core.core.vocabulary import BASELINE, HEADLINE_PAIR
+from dml_core.data.tasks import get_task
+from dml_core.features.backbone import TRAIN_MODE
+from dml_core.learn.methods import CNN_METHODS, COMPARED
+from dml_core.pipeline.profiles import Profile
+
+#: Every compared method trains at the profile's dimension for every seed.
+METHODS_AT_FULL_DIM = COMPARED
+#: The dimension ablation trains the headline pair at the profile's ``ablation_dims`` too.
+ABLATION_METHODS = HEADLINE_PAIR
+#: Image and caption embeddings in one space: what answers text queries on the caption task.
+CROSS_MODAL = "cross_modal"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    method: str
+    dim: int | None = None
+    seed: int = 0
+    prefix: str = ""  # "lab-" for models trained in the Training lab, so they never clash with the build's
+
+    @property
+    def id(self) -> str:
+        return self.method if self.method == BASELINE else f"{self.prefix}{self.method}-d{self.dim}-s{self.seed}"
+
+    @property
+    def projected(self) -> bool:
+        """UMAP projections are made for the main models (full dimension, first seed)."""
+        return self.method == BASELINE or (self.dim == 128 and self.seed == 0)
+
+
+def model_plan(profile: Profile, task: str | None = None) -> list[ModelSpec]:
+    plan = [ModelSpec(BASELINE)]
+    plan += [ModelSpec(m, profile.dim, seed) for seed in profile.seeds for m in METHODS_AT_FULL_DIM]
+    plan += [ModelSpec(m, d, profile.seeds[0]) for m in ABLATION_METHODS for d in profile.ablation_dims]
+    if task in profile.cnn_tasks:
+        plan += [ModelSpec(m, profile.dim, seed) for seed in profile.cnn_seeds for m in CNN_METHODS]
+    if task is not None and get_task(task).has_captions:
+        plan.append(ModelSpec(CROSS_MODAL, profile.dim, profile.seeds[0]))
+    return plan
+
+
+def is_cnn(method: str) -> bool:
+    """Whether the method trains the compact CNN on images (``methods`` embedder "cnn")."""
+    from dml_core.learn.methods import METHODS
+
+    return method in METHODS and METHODS[method].embedder == "cnn"
+
+
+def planned_steps(spec: ModelSpec, profile: Profile) -> int:
+    if spec.method == BASELINE:
+        return 0
+    return profile.cnn_steps if is_cnn(spec.method) else profile.steps
+
+
+def relative_cost(spec: ModelSpec, profile: Profile) -> float:
+    """Rough single-thread cost of training ``spec``, to start the slowest jobs first: measured
+    (full profile, 2 cores) a CNN step costs ~20 head steps."""
+    return planned_steps(spec, profile) * (20 if is_cnn(spec.method) else 1)
+
+
+def feature_mode(method: str) -> str:
+    """What a model embeds: pooled or 2x2 backbone features, or images at the CNN's size."""
+    from dml_core.learn.cnn import CNN_IMAGE_SIZE
+
+    if method == BASELINE:
+        return "pooled"
+    return f"images{CNN_IMAGE_SIZE}" if is_cnn(method) else TRAIN_MODE
+
+
+def trained_config(method: str, settings: dict) -> dict | None:
+    """The full method configuration a model trains with (None for the untrained baseline):
+    stored with the model, so a change of a method's defaults retrains it."""
+    from dml_core.learn.methods import METHODS, get_method
+
+    return get_method(method, **settings).to_dict() if method in METHODS else None

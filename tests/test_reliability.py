@@ -19,7 +19,7 @@ from dml_core import cli
 from dml_core.core.images import UPLOAD_EXTENSIONS
 from dml_core.core.store import ArtifactStore
 from dml_core.core.vocabulary import BASELINE
-from dml_core.learn.train import Checkpointing
+from dml_core.learn.checkpoints import Checkpointing
 from dml_core.pipeline.features import TaskFeatures
 from dml_core.pipeline.models import train_model
 from dml_core.pipeline.plan import ModelSpec

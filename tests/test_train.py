@@ -12,6 +12,7 @@ from pytorch_metric_learning import losses as pml_losses, reducers
 from scipy.stats import spearmanr
 
 from dml_core.learn import losses as L, methods
+from dml_core.learn.checkpoints import CheckpointError, Checkpointing, load_model, read_checkpoint
 from dml_core.learn.mining import (
     LabelNeighbours,
     all_pairs,
@@ -21,16 +22,8 @@ from dml_core.learn.mining import (
     sample_dense_batch,
     squared_l2_distance,
 )
-from dml_core.learn.train import (
-    CheckpointError,
-    Checkpointing,
-    EmbeddingModel,
-    embed,
-    embed_text,
-    fit,
-    load_model,
-    read_checkpoint,
-)
+from dml_core.learn.model import EmbeddingModel, embed, embed_text
+from dml_core.learn.train import fit
 
 SMALL = dict(batch_size=48, hidden=64, progress=False)
 
@@ -345,7 +338,7 @@ def test_official_dense_layout_trains_too(data):
 
 def test_trunk_spec_rebuilds_the_trunk_and_refuses_foreign_builders(data, tmp_path):
     x, labels = data
-    spec = {"builder": "dml_core.learn.train:EmbeddingModel",
+    spec = {"builder": "dml_core.learn.model:EmbeddingModel",
             "kwargs": {"in_shape": [24], "dim": 12, "hidden": 0, "normalize": False, "standardize": False}}
     trunk = EmbeddingModel(**spec["kwargs"])
     model, _ = fit(x, labels, label_distance, "log_ratio", dim=8, steps=3, trunk=trunk, trunk_spec=spec,

@@ -33,7 +33,8 @@ from dml_core.data.tasks import get_task
 from dml_core.evaluate.metrics import evaluate, evaluate_distances
 from dml_core.features.backbone import TRAIN_MODE, shared_backbone
 from dml_core.features.factory import DEFAULT_BACKBONE
-from dml_core.learn.train import embed, fit
+from dml_core.learn.model import embed
+from dml_core.learn.train import fit
 from dml_core.pipeline.features import TaskFeatures
 from dml_core.pipeline.profiles import stored_profile
 

@@ -44,7 +44,9 @@ def train_model(
     ``on_step(step, loss)`` returning False stops training early (the model is then stored as
     trained so far). Without ``method_overrides`` the method trains with the setting the tuning
     stage chose (``tuned_settings``)."""
-    from dml_core.learn.train import CheckpointError, Checkpointing, embed, fit
+    from dml_core.learn.checkpoints import CheckpointError, Checkpointing
+    from dml_core.learn.model import embed
+    from dml_core.learn.train import fit
 
     store, task = data.store, data.task
     steps = steps or planned_steps(spec, profile)

@@ -36,7 +36,8 @@ class Validation:
     def score(self, config, profile: Profile) -> float:
         """Validation nDCG@10 of ``config`` trained with the profile's budget and first seed."""
         from dml_core.evaluate.metrics import evaluate
-        from dml_core.learn.train import embed, fit
+        from dml_core.learn.model import embed
+        from dml_core.learn.train import fit
 
         model, _ = fit(self.fit_x, self.fit_y, self.label_distance, method=config, dim=profile.dim, steps=profile.steps,
                        seed=profile.seeds[0], neighbours=self.neighbours, progress=False)

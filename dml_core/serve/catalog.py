@@ -53,7 +53,7 @@ class Model:
             raise ValueError(f"{self.id} embeds images, not backbone features")
         if self.head is None:
             return pooled_from_spatial(features).astype(np.float32)
-        from dml_core.learn.train import embed
+        from dml_core.learn.model import embed
 
         return embed(self.head, features)
 
@@ -64,7 +64,7 @@ class Model:
             return self.embed_features(features())
         from dml_core.core.images import downsample
         from dml_core.learn.cnn import CNN_IMAGE_SIZE
-        from dml_core.learn.train import embed
+        from dml_core.learn.model import embed
 
         return embed(self.head, downsample(images, CNN_IMAGE_SIZE))
 
@@ -158,7 +158,7 @@ class Catalog:
     def hits_for_text(self, text: str, model_ids: list[str] | None = None, k: int = 10) -> tuple[dict[str, list[Hit]], dict]:
         """Top-``k`` gallery images for a sentence, from the cross-modal models among ``model_ids``."""
         from dml_core.core.text import embed_sentences
-        from dml_core.learn.train import embed_text
+        from dml_core.learn.model import embed_text
 
         text = text.strip()
         if not text:
@@ -202,7 +202,7 @@ def load_model(store: ArtifactStore, task_name: str, model_id: str, backend: Bac
     directory = store.path(*key)
     head = None
     if meta["method"] != BASELINE:
-        from dml_core.learn.train import load_model as load_head
+        from dml_core.learn.checkpoints import load_model as load_head
 
         head = load_head(directory)
     projection_path = directory / "projection.npz"

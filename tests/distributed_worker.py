@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dml_core.learn import distributed, train  # noqa: E402
 from dml_core.learn.methods import get_method  # noqa: E402
+from dml_core.learn.model import EmbeddingModel  # noqa: E402
 from dml_core.learn.mining import LabelNeighbours, make_binary_miner  # noqa: E402
 
 SEED = 3
@@ -37,9 +38,9 @@ def config(method: str):
     return get_method(method, batch_size=BATCH, k_pos=10)
 
 
-def make_model() -> train.EmbeddingModel:
+def make_model() -> EmbeddingModel:
     torch.manual_seed(0)
-    return train.EmbeddingModel((12,), dim=8, hidden=16, normalize=True)
+    return EmbeddingModel((12,), dim=8, hidden=16, normalize=True)
 
 
 def neighbours(labels) -> LabelNeighbours:

@@ -10,7 +10,7 @@ as many as asked for, so the full profile renders an extra training split for it
 Inputs are uint8 RGB images (N, S, S, 3) at ``CNN_IMAGE_SIZE`` (64 px: the task's 128-px
 images reduced by 2x2 box averaging, ``downsample``), so the same function serves training,
 the gallery, the queries and an uploaded image. The trunk's output (C, 4, 4) keeps coarse
-spatial layout, flattened into the method's usual MLP head (``learn.train.EmbeddingModel``).
+spatial layout, flattened into the method's usual MLP head (``learn.model.EmbeddingModel``).
 """
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ class CompactCNN(nn.Module):
 
 
 def compact_cnn(stages=DEFAULT_STAGES) -> CompactCNN:
-    """The trunk builder named in checkpoints (``learn.train.EmbeddingModel.trunk_spec``)."""
+    """The trunk builder named in checkpoints (``learn.model.EmbeddingModel.trunk_spec``)."""
     return CompactCNN(tuple((int(w), int(d)) for w, d in stages))
 
 

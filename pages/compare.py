@@ -1,13 +1,15 @@
-"""Compare: one query, how 2–3 models order the whole gallery, their top K and the oracle's."""
+"""Compare: one query, how 2–3 models order the whole gallery, their top K and the oracle's, and where two of them disagree."""
 import json
 import random
 import time
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
 from dml_core import app
+from dml_core.app import movers as mv
 from pages import _common as ui
 
 started = time.perf_counter()
@@ -187,34 +189,123 @@ if show_oracle:
                                      link=make_query_link))
 
 # ------------------------------------------------------------------------------- export
-records = app.ordering.result_records(ref, orderings, oracle if show_oracle else None)
-scores = app.ordering.score_records(ref, orderings)
-exports = st.columns([1, 1, 4], vertical_alignment="center")
-exports[0].download_button("CSV", pd.DataFrame(records).to_csv(index=False), f"{task}-{ref.token}-results.csv",
-                           "text/csv", icon="⬇️", width="stretch")
-exports[1].download_button("JSON", json.dumps({"task": task, "query": ref.token, "k": k, "scores": scores,
-                                                                  "results": records}, indent=1),
-                           f"{task}-{ref.token}.json", "application/json", icon="⬇️", width="stretch")
-exports[2].caption(f"Download this query's results (CSV) or results and scores with their scale (JSON). Retrieval and scores {query_ms:.0f} ms · page {1000 * (time.perf_counter() - started):.0f} ms (server "
-                   "side) · this view's address is a link to it.")
+export_slot = st.container()  # filled last, so the downloads can carry the movers chosen below
 
-# ------------------------------------------------------------------------- query finder
+# ------------------------------------------------------------------ where two models differ
 st.divider()
 st.subheader("Where do two models differ?")
+movers, model_a, model_b, movers_ms = None, None, None, 0.0
+if len(model_ids) >= 2:
+    finder_models = st.columns([1.2, 1.2, 2], vertical_alignment="bottom")
+    model_a = finder_models[0].selectbox("Model A", model_ids, index=min(1, len(model_ids) - 1), key=f"cmp_find_a_{task}",
+                                         format_func=lambda m: app.model_label(catalog.models[m]))
+    model_b = finder_models[1].selectbox("Model B", [m for m in model_ids if m != model_a], key=f"cmp_find_b_{task}",
+                                         format_func=lambda m: app.model_label(catalog.models[m]))
+    name_a, name_b = app.model_label(catalog.models[model_a]), app.model_label(catalog.models[model_b])
+    finder_models[2].caption("A and B for both views below: this query's images, then every query.")
+    movers_start = time.perf_counter()
+    by_model = {result.model_id: result for result in orderings}
+    movers = mv.movers_between(by_model[model_a], by_model[model_b])
+    agreement = mv.agreement_between(by_model[model_a], by_model[model_b])
+    movers_ms = (time.perf_counter() - movers_start) * 1000
+
+
+def movers_grid(title: str, colour: str, tiles: list) -> None:
+    """A direction's heading and its tiles as one HTML block (one message to the browser)."""
+    heading = f"<div class='bb-sub'><span class='bb-dot' style='background:{colour}'></span>{title}</div>"
+    body = app.tiles_html(tiles, min_width=84) if tiles else "<div class='bb-sub'><i>none among the candidates</i></div>"
+    st.markdown(f"<div class='bb-movers'>{heading}{body}</div>", unsafe_allow_html=True)
+
+
+def agreement_figure(points: dict, shown: set, colour_a: str, colour_b: str, size: int):
+    """Rank under A (x) against rank under B (y), log axes, for the label-nearest images: on the
+    diagonal the models agree; above it A ranks the image nearer, below it B does."""
+    custom = np.stack([points["gallery"], points["label_rank"], points["label_distance"]], axis=1)
+    ringed = np.array([g in shown for g in points["gallery"]], bool)
+    diagonal = go.Scatter(x=[1, size], y=[1, size], mode="lines", name="agreement", hoverinfo="skip",
+                          line=dict(color=app.PLOT_FONT["color"], width=1, dash="dot"))
+    nearest = go.Scatter(
+        x=points["rank_a"], y=points["rank_b"], mode="markers", name="label-nearest", customdata=custom,
+        hovertemplate="gallery #%{customdata[0]}<br>rank under A %{x}, under B %{y}<br>label rank %{customdata[1]}, "
+                      "label distance %{customdata[2]:.3f}<extra></extra>",
+        marker=dict(size=np.where(ringed, 12, 8), color=points["label_rank"], colorscale="Viridis", showscale=True,
+                    line=dict(width=np.where(ringed, 2, 0.6), color=np.where(ringed, app.PLOT_FONT["color"], "white")),
+                    colorbar=dict(title=dict(text="label rank", side="right"), thickness=10, len=0.8)))
+    notes = [dict(x=x, y=y, xref="paper", yref="paper", xanchor=anchor, yanchor=y_anchor, showarrow=False, text=text,
+                  font=dict(size=11, color=colour), bgcolor="rgba(255,255,255,0.85)")
+             for x, y, text, colour, anchor, y_anchor in ((0.02, 0.98, "↖ A ranks nearer", colour_a, "left", "top"),
+                                                          (0.98, 0.02, "B ranks nearer ↘", colour_b, "right", "bottom"))]
+    axis = dict(type="log", range=[-0.05, np.log10(size) + 0.05], tickfont=dict(size=10), tickvals=mv.log_ticks(size),
+                showgrid=True, gridcolor="rgba(31,26,46,0.08)", zeroline=False, showline=True,
+                linecolor="rgba(31,26,46,0.2)", automargin=True)
+    # One constructor and a bare template instead of ui.style_figure and update_* calls: plotly
+    # validates every update, and its plotly_white template alone costs ~60 ms a figure, which
+    # would take this page past 300 ms per interaction.
+    layout = dict(template="none", height=330, showlegend=False, margin=dict(l=48, r=8, t=8, b=40), font=app.PLOT_FONT,
+                  plot_bgcolor="rgba(0,0,0,0)", paper_bgcolor="rgba(0,0,0,0)", annotations=notes,
+                  xaxis=dict(axis, title=dict(text="rank under A →", font=dict(size=11))),
+                  yaxis=dict(axis, title=dict(text="rank under B →", font=dict(size=11))))
+    return go.Figure(data=[diagonal, nearest], layout=layout)
+
+
+if movers is not None:
+    colour_a = app.method_colour(catalog.models[model_a].meta["method"])
+    colour_b = app.method_colour(catalog.models[model_b].meta["method"])
+    st.markdown(f"**On this query: the images that A and B rank most differently.** {mv.DEFINITION.format(pool=movers.pool)} "
+                f"{movers.candidates} of {len(first.gallery_index)} images are candidates.")
+    st.caption("Each tile: its label rank in the corner (1 = the label-nearest gallery image); the badge its rank under A "
+               "and under B, coloured by how close its label is (as the results above); click to make it the query. The tables "
+               "list the same images: rank under A, under B, label rank and label distance.")
+    tiles_left, tiles_right, chart_column = st.columns([1, 1, 1.15], gap="medium")
+    for column, direction, title, colour in (
+            (tiles_left, "a_higher", f"A ({name_a}) ranks much nearer than B", colour_a),
+            (tiles_right, "b_higher", f"B ({name_b}) ranks much nearer than A", colour_b)):
+        with column:
+            chosen = movers.direction(direction)
+            movers_grid(title, colour, mv.mover_tiles(thumbs, chosen, row, overlay=overlay, link=make_query_link))
+            if chosen:
+                st.dataframe(pd.DataFrame(mv.mover_rows(chosen)), hide_index=True, width="stretch",
+                             key=f"cmp_movers_{direction}",
+                             column_config={"label dist": st.column_config.NumberColumn(format="%.3f")})
+    with chart_column:
+        shown = {m.gallery for m in movers.a_higher + movers.b_higher}
+        rho = mv.rank_correlation(agreement)
+        st.markdown(f"<div class='bb-sub'>The {len(agreement['gallery'])} label-nearest images: rank under A against "
+                    f"rank under B (ringed: shown as movers; rank agreement ρ = {rho:.2f})</div>", unsafe_allow_html=True)
+        ui.chart(agreement_figure(agreement, shown, colour_a, colour_b, len(first.gallery_index)), key="cmp_movers_chart")
+
+records = app.ordering.result_records(ref, orderings, oracle if show_oracle else None)
+scores = app.ordering.score_records(ref, orderings)
+with export_slot:
+    exports = st.columns([1, 1, 1.2, 3.8] if movers is not None else [1, 1, 4], vertical_alignment="center")
+    exports[0].download_button("CSV", pd.DataFrame(records).to_csv(index=False), f"{task}-{ref.token}-results.csv",
+                               "text/csv", icon="⬇️", width="stretch")
+    document = {"task": task, "query": ref.token, "k": k, "scores": scores, "results": records}
+    if movers is not None:
+        document["movers"] = mv.movers_export(ref.token, model_a, model_b, movers)
+        exports[2].download_button("Movers CSV", app.export.records_csv(document["movers"]["records"]),
+                                   f"{task}-{ref.token}-movers.csv", "text/csv", icon="⬇️", width="stretch",
+                                   help="The images the two models rank most differently (below), with both ranks, "
+                                        "label rank and label distance")
+    exports[1].download_button("JSON", json.dumps(app.export.plain(document), indent=1), f"{task}-{ref.token}.json",
+                               "application/json", icon="⬇️", width="stretch")
+    exports[-1].caption(
+        "Download this query's results (CSV) or results and scores with their scale (JSON"
+        + (", with the movers" if movers is not None else "") + f"). Retrieval and scores {query_ms:.0f} ms"
+        + (f" · movers {movers_ms:.1f} ms" if movers is not None else "")
+        + f" · page {1000 * (time.perf_counter() - started):.0f} ms (server side) · this view's address is a link to it.")
+
+# ------------------------------------------------------------------------- query finder
 if len(model_ids) < 2:
-    st.info("Choose two models to compare them query by query.")
+    st.info("Choose two models to compare them image by image and query by query.")
     st.stop()
-finder = st.columns([1.2, 1.2, 1, 1], vertical_alignment="bottom")
-model_a = finder[0].selectbox("Model A", model_ids, index=min(1, len(model_ids) - 1), key=f"cmp_find_a_{task}",
-                              format_func=lambda m: app.model_label(catalog.models[m]))
-model_b = finder[1].selectbox("Model B", [m for m in model_ids if m != model_a], key=f"cmp_find_b_{task}",
-                              format_func=lambda m: app.model_label(catalog.models[m]))
-metric = finder[2].selectbox("Per-query score", list(app.METRIC_FAMILIES), key="cmp_find_metric",
+st.markdown("**Query by query: where each model wins.**")
+finder = st.columns([1, 1, 2.4], vertical_alignment="bottom")
+metric = finder[0].selectbox("Per-query score", list(app.METRIC_FAMILIES), key="cmp_find_metric",
                              format_func=lambda m: app.METRIC_FAMILIES[m][0].replace("K", str(k)))
-tie = finder[3].number_input("Tie if the difference is at most", 0.0, 0.5, app.ordering.DEFAULT_TIE, 0.005, format="%.3f", key="cmp_find_tie")
+tie = finder[1].number_input("Tie if the difference is at most", 0.0, 0.5, app.ordering.DEFAULT_TIE, 0.005, format="%.3f", key="cmp_find_tie")
 differences = app.ordering.query_differences(catalog, model_a, model_b, metric, k)
 counts = app.ordering.win_tie_loss(differences["advantage"], tie)
-name_a, name_b = app.model_label(catalog.models[model_a]), app.model_label(catalog.models[model_b])
 metric_name = app.METRIC_FAMILIES[metric][0].replace("K", str(k))
 st.markdown(
     f"Over all **{len(differences)}** queries, **{name_a}** is better by more than {tie:g} ({metric_name}) on "

@@ -48,10 +48,11 @@ def browser(tmp_path):
 
 
 def rendered_tiles(driver) -> int:
-    """Result tiles whose image the browser has decoded (naturalWidth > 0)."""
+    """Result tiles whose image the browser has decoded (naturalWidth > 0); Compare's movers
+    (the images two models rank most differently) are tiles too, but not results."""
     return driver.execute_script(
         "return Array.from(document.querySelectorAll('.bb-grid .bb-tile img'))"
-        ".filter(img => img.complete && img.naturalWidth > 0).length;")
+        ".filter(img => !img.closest('.bb-movers') && img.complete && img.naturalWidth > 0).length;")
 
 
 def save(driver, directory: Path, name: str) -> Path:

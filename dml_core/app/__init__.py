@@ -8,7 +8,9 @@ widget is assembled in the modules here, so it is tested without a browser:
 - ``labels``: names of models and descriptions of images
 - ``queries``: query filters by attribute, examples that show a task's range
 - ``tiles``: result tiles and score bars as HTML, thumbnails
-- ``maps``: the gallery maps (UMAP) and their selections
+- ``maps``: the gallery maps (UMAP), coloured by a query's label distance or an attribute, and selections
+- ``movers``: where two models disagree on a query (Compare)
+- ``mining_view``: the batches the training miners form for an anchor (the Learn page on mining)
 - ``tables``: the catalog's metrics as tables and curves
 - ``benchmarks``: scores beside their scale, the shipped bench results and their provenance
 - ``lab``: the Training lab's background jobs

@@ -245,6 +245,15 @@ def _init_or_resume(inputs, config, dim, seed, trunk, trunk_spec, text_inputs, c
         start = int(saved["steps_done"])
         return model, optimizer, start, history
 
+    model = initial_model(inputs, config, dim, trunk, trunk_spec, text_inputs, device)
+    return model, _optimizer(model, config), start, history
+
+
+def initial_model(inputs, config: MethodConfig, dim: int, trunk: nn.Module | None = None, trunk_spec: dict | None = None,
+                  text_inputs=None, device="cpu") -> EmbeddingModel:
+    """The model ``fit`` starts from, before its first step (seed torch as fit does for the same
+    weights): the head on ``inputs``' shape, after ``trunk`` when given (used as it is), else
+    standardising the inputs by their statistics."""
     in_shape = tuple(inputs.shape[1:])
     if trunk is not None:
         was_training = trunk.training
@@ -259,8 +268,7 @@ def _init_or_resume(inputs, config, dim, seed, trunk, trunk_spec, text_inputs, c
                            standardize=trunk is None, text_dim=text_dim, trunk_spec=trunk_spec)
     if trunk is None:
         model.input_mean, model.input_std = _feature_stats(inputs)
-    model = model.to(device)
-    return model, _optimizer(model, config), start, history
+    return model.to(device)
 
 
 def _optimizer(model: nn.Module, config: MethodConfig) -> torch.optim.Optimizer:

@@ -97,6 +97,16 @@ def incoming_link() -> dict[str, list[str]] | None:
     return None
 
 
+def follow_task_link(link: dict, problems: list[str]) -> None:
+    """Make a link's ``task`` the sidebar's choice when it is one of the app's tasks; otherwise add
+    to ``problems`` why it was ignored (the page says so)."""
+    if "task" in link:
+        if link["task"][0] in known_tasks():
+            st.session_state["_keep_task"] = link["task"][0]
+        else:
+            problems.append(f"task {link['task'][0][:40]!r} is not one of this app's tasks")
+
+
 def publish_link(params: dict) -> None:
     """Put the page's state in the URL (so it can be copied and shared)."""
     state = {key: [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)] for key, value in params.items()}

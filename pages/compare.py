@@ -17,11 +17,7 @@ started = time.perf_counter()
 # ----------------------------------------------------------------- deep link (URL state)
 link = ui.incoming_link() or {}
 link_problems = []
-if "task" in link:
-    if link["task"][0] in ui.known_tasks():
-        st.session_state["_keep_task"] = link["task"][0]
-    else:
-        link_problems.append(f"task {link['task'][0][:40]!r} is not one of this app's tasks")
+ui.follow_task_link(link, link_problems)
 
 task = ui.task_selector()
 catalog = ui.catalog_or_none(task)

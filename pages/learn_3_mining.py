@@ -46,6 +46,10 @@ def task_section() -> None:
         st.info(f"**No task is built yet**, so there are no training images to mine from (looked in `{root}`). "
                 f"{common.BUILD_HINT} The toy above needs no build.")
         return
+    link_problems = []
+    common.follow_task_link(common.incoming_link() or {}, link_problems)  # learn_3_mining?task=layout
+    for problem in link_problems:
+        st.caption(f"Part of the link was ignored: {problem}.")
     sidebar_task = st.session_state.get("_keep_task")
     top = st.columns([1.3, 1.1, 0.35, 1.7, 0.8], vertical_alignment="bottom")
     task = top[0].selectbox("Task", built, index=built.index(sidebar_task) if sidebar_task in built else 0,

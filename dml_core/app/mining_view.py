@@ -30,13 +30,11 @@ import torch
 from dml_core.app.tiles import Thumbnails, Tile, distance_fractions, quality_colour
 from dml_core.core.store import ArtifactStore
 from dml_core.core.vocabulary import METHOD_COLOURS
-from dml_core.data.splits import load_split
 from dml_core.data.tasks import get_task
 from dml_core.learn import train
 from dml_core.learn.methods import get_method
 from dml_core.learn.mining import (
     DenseBatch,
-    LabelNeighbours,
     binary_masks,
     dense_triplets,
     make_binary_miner,
@@ -45,7 +43,7 @@ from dml_core.learn.mining import (
     squared_l2_distance,
 )
 from dml_core.learn.model import EmbeddingModel, as_tensor
-from dml_core.pipeline.features import KEEP_LABEL_MATRIX_MAX, split_features
+from dml_core.pipeline.features import TaskFeatures
 
 #: The choice of model that is no trained model: a head as ``fit`` initialises it.
 UNTRAINED = "untrained"
@@ -61,8 +59,6 @@ KIND_COLOURS = {kind: METHOD_COLOURS[method] for kind, method in BINARY_METHODS.
 #: The three regions of a triplet by its embedding distances (what the hard / semi-hard / easy miners keep).
 REGIONS = ("hard", "semihard", "easy")
 DENSE_METHOD = "dense_triplet"
-#: Label neighbours the view computes: the most any method asks for (binary k_pos = 30).
-NEIGHBOURS_K = 30
 #: Batches drawn per anchor at most, in units of "draws it takes on average" (the chance that a
 #: draw picks the anchor is anchors / N); failing after 60 times that has probability e^-60.
 DRAW_BUDGET = 60
@@ -178,14 +174,10 @@ class MiningView:
     """
 
     def __init__(self, task: str, root, heads: dict | None = None, progress: bool = False):
-        store = ArtifactStore(root)
         self.task_name = task
         self.task = get_task(task, root)
-        self.train = load_split(store, task, "train")
-        self.features = split_features(store, task, "train", progress=progress)
-        # As TaskFeatures.neighbours: k = 30 over the training split, the matrix kept up to the same size.
-        self.neighbours = LabelNeighbours(self.train.labels, self.task.label_distance,
-                                          k=min(NEIGHBOURS_K, len(self.train) - 1), keep_matrix_max=KEEP_LABEL_MATRIX_MAX)
+        data = TaskFeatures(ArtifactStore(root), task, progress=progress)  # what the build's models train on
+        self.train, self.features, self.neighbours = data.train, data.features["train"], data.neighbours
         self.heads = dict(heads or {})
         self.thumbs = Thumbnails(self.train, self.task)
         self._lock = threading.Lock()

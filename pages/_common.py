@@ -29,7 +29,10 @@ def _load(task: str, root: str, stamp: tuple) -> Catalog:
 @st.cache_resource(max_entries=12, show_spinner=False)
 def _thumbs(task: str, root: str, stamp: tuple, split: str) -> app.Thumbnails:
     catalog = _load(task, root, stamp)
-    return app.Thumbnails(catalog.gallery if split == "gallery" else catalog.queries, catalog.task)
+    thumbnails = app.Thumbnails(catalog.gallery if split == "gallery" else catalog.queries, catalog.task)
+    if split == "gallery":  # results are gallery images, drawn with their labels by default
+        thumbnails.prefetch()
+    return thumbnails
 
 
 def catalog_or_none(task: str) -> Catalog | None:
@@ -247,37 +250,65 @@ def metric_table(frame, higher=HIGHER_IS_BETTER, lower=LOWER_IS_BETTER, height="
     st.dataframe(styler, hide_index=True, width="stretch", column_config=config, height=height)
 
 
-def _white_template():
-    """plotly_white with the trace defaults of the trace types the pages draw only: assigning the
-    whole template validates defaults for ~25 trace types, measured 21-31 ms a figure, this 11."""
+_PLANE_LAYOUT = ("autotypenumbers", "coloraxis", "colorway", "font", "hoverlabel", "hovermode", "paper_bgcolor",
+                 "plot_bgcolor", "title", "xaxis", "yaxis", "legend", "annotationdefaults", "shapedefaults")
+
+
+def plane_template(name: str):
+    """The registered plotly template ``name`` cut to what the pages' flat charts use: the layout
+    of x/y plots (no geo, polar, 3-D, ternary, nor default colour scales: every continuous colour
+    is named) and the defaults of the trace types drawn. A template is validated again on every
+    figure that gets it: a whole one costs 14-25 ms a figure (assigned and sent), a cut one ~3."""
     import plotly.graph_objects as go
     import plotly.io as pio
 
-    white = pio.templates["plotly_white"]
-    data = {kind: value for kind, value in white.data.to_plotly_json().items()
-            if kind in ("scatter", "scattergl", "bar", "histogram")}
-    return go.layout.Template(layout=white.layout, data=data)
+    whole = pio.templates[name].to_plotly_json()
+    layout = {key: value for key, value in whole.get("layout", {}).items() if key in _PLANE_LAYOUT}
+    data = {kind: value for kind, value in whole.get("data", {}).items() if kind in ("scatter", "scattergl", "bar", "histogram")}
+    return go.layout.Template(layout=layout, data=data)
 
 
-WHITE_TEMPLATE = _white_template()
+WHITE_TEMPLATE = plane_template("plotly_white")
 
 
-def style_figure(fig, height: int = 420, grid: bool = True, legend: str = "right"):
+def _merged(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def restyled(fig, layout: dict, axis: dict, xaxis: dict | None = None, yaxis: dict | None = None):
+    """A new figure with ``fig``'s traces and its layout merged with ``layout``, ``axis`` merged
+    into every x and y axis (facets too) and then ``xaxis`` / ``yaxis``. Built in one constructor:
+    plotly re-validates the layout on every ``update_*`` call, and styling by updates cost ~20 ms
+    a figure, this ~6."""
+    import plotly.graph_objects as go
+
+    merged = _merged(fig.layout.to_plotly_json(), layout)
+    for name in {"xaxis", "yaxis", *(key for key in merged if key[:1] in "xy" and key[1:].startswith("axis"))}:
+        merged[name] = _merged(_merged(merged.get(name) or {}, axis), (xaxis if name[0] == "x" else yaxis) or {})
+    return go.Figure(data=fig.data, layout=merged)
+
+
+def style_figure(fig, height: int = 420, grid: bool = True, legend: str = "right", xaxis: dict | None = None,
+                 yaxis: dict | None = None, **layout):
     """Common plotly styling: white plot, light grid; the legend right of the plot (line charts)
-    or below it (maps, which have no axis titles), clear of the toolbar either way."""
+    or below it (maps, which have no axis titles), clear of the toolbar either way. ``xaxis`` /
+    ``yaxis`` (every axis of a faceted figure) and further layout keywords are merged in.
+    Returns a new figure (``restyled``)."""
     has_title = bool(fig.layout.title.text)
     place = dict(orientation="v", yanchor="top", y=1.0, xanchor="left", x=1.01) if legend == "right" else \
         dict(orientation="h", yanchor="top", y=-0.03, xanchor="left", x=0)
-    fig.update_layout(
-        template=WHITE_TEMPLATE,  # charts are drawn with theme=None so our method / category colours are kept
+    settings = dict(
         height=height, margin=dict(l=8, r=8, t=44 if has_title else 16, b=8), font=app.PLOT_FONT, plot_bgcolor="#ffffff",
         paper_bgcolor="rgba(0,0,0,0)", legend=dict(**place, title_text="", font=dict(size=11)),
     )
     if has_title:
-        fig.update_layout(title=dict(x=0, xanchor="left", y=0.98, yanchor="top", font=dict(size=14)))
-    fig.update_xaxes(showgrid=grid, gridcolor="#eeeaf6", zeroline=False, linecolor="#ddd6ee")
-    fig.update_yaxes(showgrid=grid, gridcolor="#eeeaf6", zeroline=False, linecolor="#ddd6ee")
-    return fig
+        settings["title"] = dict(x=0, xanchor="left", y=0.98, yanchor="top", font=dict(size=14))
+    settings = _merged(settings, layout)
+    settings["template"] = WHITE_TEMPLATE  # charts are drawn with theme=None so our method / category colours are kept
+    return restyled(fig, settings, dict(showgrid=grid, gridcolor="#eeeaf6", zeroline=False, linecolor="#ddd6ee"), xaxis, yaxis)
 
 
 def projection_figure(catalog: Catalog, model_id: str, colour_by: str, marker=None, marker_label: str = "query",
@@ -358,21 +389,19 @@ def ordering_figure(result, colour: str, x_max: float, height: int = 250):
     rest = ~result.top
     hover = "gallery #%{customdata[0]}<br>label distance %{x:.3f}<br>embedding distance %{customdata[1]:.4f}<br>rank %{customdata[2]}<extra></extra>"
     custom = np.stack([result.gallery_index, result.embedding_distance, result.rank], axis=1)
-    fig = go.Figure()
-    fig.add_trace(go.Scattergl(x=result.label_distance[rest], y=scaled[rest], mode="markers", name="gallery",
-                               customdata=custom[rest], hovertemplate=hover,
-                               marker=dict(size=4, color="#b8b0cc", opacity=0.55)))
     trend_x, trend_y = app.ordering.binned_trend(result.label_distance, scaled)
-    fig.add_trace(go.Scatter(x=trend_x, y=trend_y, mode="lines", name="median", hoverinfo="skip",
-                             line=dict(color=colour, width=2.5, dash="dot")))
-    fig.add_trace(go.Scattergl(x=result.label_distance[result.top], y=scaled[result.top], mode="markers",
-                               name=f"top {result.k}", customdata=custom[result.top], hovertemplate=hover,
-                               marker=dict(size=9, color=colour, line=dict(width=1.2, color="white"))))
-    fig.add_annotation(x=0.02, y=0.98, xref="paper", yref="paper", xanchor="left", yanchor="top", showarrow=False,
-                       text=f"Spearman ρ = {result.spearman:.2f}", font=dict(size=13, color="#1f1a2e"),
-                       bgcolor="rgba(255,255,255,0.85)")
-    fig = style_figure(fig, height, legend="bottom")
-    fig.update_layout(showlegend=False, margin=dict(l=8, r=8, t=8, b=8))
-    fig.update_xaxes(title=dict(text="label distance to the query →", font=dict(size=11)), range=[0, x_max * 1.03])
-    fig.update_yaxes(title=dict(text="embedding distance (÷ max)", font=dict(size=11)), range=[0, 1.05])
-    return fig
+    spearman = dict(x=0.02, y=0.98, xref="paper", yref="paper", xanchor="left", yanchor="top", showarrow=False,
+                    text=f"Spearman ρ = {result.spearman:.2f}", font=dict(size=13, color="#1f1a2e"),
+                    bgcolor="rgba(255,255,255,0.85)")
+    fig = go.Figure(data=[
+        go.Scattergl(x=result.label_distance[rest], y=scaled[rest], mode="markers", name="gallery",
+                     customdata=custom[rest], hovertemplate=hover, marker=dict(size=4, color="#b8b0cc", opacity=0.55)),
+        go.Scatter(x=trend_x, y=trend_y, mode="lines", name="median", hoverinfo="skip",
+                   line=dict(color=colour, width=2.5, dash="dot")),
+        go.Scattergl(x=result.label_distance[result.top], y=scaled[result.top], mode="markers", name=f"top {result.k}",
+                     customdata=custom[result.top], hovertemplate=hover,
+                     marker=dict(size=9, color=colour, line=dict(width=1.2, color="white"))),
+    ], layout=dict(annotations=[spearman]))
+    return style_figure(fig, height, legend="bottom", showlegend=False, margin=dict(l=8, r=8, t=8, b=8),
+                        xaxis=dict(title=dict(text="label distance to the query →", font=dict(size=11)), range=[0, x_max * 1.03]),
+                        yaxis=dict(title=dict(text="embedding distance (÷ max)", font=dict(size=11)), range=[0, 1.05]))

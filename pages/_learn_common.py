@@ -13,6 +13,7 @@ import streamlit as st
 from PIL import Image
 
 from dml_core.app import METHOD_COLOURS, PLOT_FONT, QUALITATIVE
+from pages import _common as common
 
 COLOURS = {
     "binary_triplet": METHOD_COLOURS["binary_triplet"],   # orange: binary labels
@@ -43,6 +44,8 @@ LABELS = {
     "proxy_nca": "ProxyNCA",
 }
 CLASS_COLOURS = QUALITATIVE
+#: Streamlit's plotly theme, cut to flat charts (``plane_template``): the Learn pages draw with it.
+STREAMLIT_TEMPLATE = common.plane_template("streamlit")
 
 
 def header(title: str, lede: str) -> None:
@@ -74,9 +77,7 @@ def legend_shown(fig) -> bool:
 
 def style(fig, height: int = 360, legend: str = "bottom", title: str | None = None):
     """White plot, light grid, legend under the plot (below the x-axis title) or right of it;
-    the same look as the other pages."""
-    if title:
-        fig.update_layout(title=dict(text=title, x=0, xanchor="left", font=dict(size=14)))
+    the same look as the other pages. Returns a new figure (``restyled``)."""
     top, bottom = (40 if title else 12), 8
     if legend == "bottom" and legend_shown(fig):
         # Plotly places a legend in units of the plot area's height, and its axis titles in
@@ -86,12 +87,12 @@ def style(fig, height: int = 360, legend: str = "bottom", title: str | None = No
         place = dict(orientation="h", yanchor="top", y=-below / max(height - top - bottom, 1), xanchor="left", x=0)
     else:
         place = dict(orientation="v", yanchor="top", y=1.0, xanchor="left", x=1.01)
-    fig.update_layout(height=height, margin=dict(l=8, r=8, t=top, b=bottom), font=PLOT_FONT,
-                      plot_bgcolor="#ffffff", paper_bgcolor="rgba(0,0,0,0)",
-                      legend=dict(**place, title_text="", font=dict(size=11)))
-    fig.update_xaxes(showgrid=True, gridcolor="#eeeaf6", zeroline=False, linecolor="#ddd6ee")
-    fig.update_yaxes(showgrid=True, gridcolor="#eeeaf6", zeroline=False, linecolor="#ddd6ee")
-    return fig
+    settings = dict(template=STREAMLIT_TEMPLATE, height=height, margin=dict(l=8, r=8, t=top, b=bottom), font=PLOT_FONT,
+                    plot_bgcolor="#ffffff", paper_bgcolor="rgba(0,0,0,0)",
+                    legend=dict(**place, title_text="", font=dict(size=11)))
+    if title:
+        settings["title"] = dict(text=title, x=0, xanchor="left", font=dict(size=14))
+    return common.restyled(fig, settings, dict(showgrid=True, gridcolor="#eeeaf6", zeroline=False, linecolor="#ddd6ee"))
 
 
 def equal_axes(fig):

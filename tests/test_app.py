@@ -25,6 +25,7 @@ from dml_core.app.queries import (
     filter_queries,
 )
 from dml_core.app.tables import ablation_frame, curve_frame, method_summary, metrics_table
+from dml_core.app.labels import image_meta
 from dml_core.app.tiles import Thumbnails, distance_fractions, hit_tiles, page_of, quality_colour, tiles_html
 from dml_core.core.images import ImageInputError
 from dml_core.core.store import ArtifactStore, MissingArtifact
@@ -88,6 +89,24 @@ def test_thumbnails_decode_back_to_the_image(pose):
     decoded = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))))
     assert decoded.shape == pose.gallery.images[5].shape
     assert np.abs(decoded.astype(int) - pose.gallery.images[5]).mean() < 6  # JPEG q90
+
+
+@pytest.mark.parametrize("task", ["pose", "layout", "caption"])
+def test_overlays_are_drawn_at_tile_width_and_prefetch_equals_on_demand(built_home, task):
+    import base64
+
+    catalog = load_catalog(task, ArtifactStore(built_home))
+    on_demand = Thumbnails(catalog.gallery, catalog.task)
+    for index in (0, 3):
+        decoded = Image.open(io.BytesIO(base64.b64decode(on_demand.overlay(index).split(",", 1)[1])))
+        assert decoded.width == Thumbnails.OVERLAY_SIZE
+        drawn = catalog.task.draw_label(catalog.gallery.image(index), catalog.gallery.labels[index],
+                                        image_meta(catalog.gallery, index), width=Thumbnails.OVERLAY_SIZE)
+        assert drawn.size == decoded.size
+    prefetched = Thumbnails(catalog.gallery, catalog.task)
+    prefetched.prefetch().join(timeout=120)
+    assert len(prefetched._cache) == len(catalog.gallery)
+    assert all(prefetched.overlay(i) == on_demand.overlay(i) for i in range(0, len(catalog.gallery), 7))
 
 
 def test_filter_queries_and_attribute_values(pose):

@@ -105,5 +105,7 @@ class Task(abc.ABC):
                               "python -m dml_core import")
 
     @abc.abstractmethod
-    def draw_label(self, image: Image.Image, label: np.ndarray, meta: dict) -> Image.Image:
-        """The image with its label drawn over it (or under it), for contact sheets."""
+    def draw_label(self, image: Image.Image, label: np.ndarray, meta: dict, width: int = 256) -> Image.Image:
+        """The image with its label drawn over it (or under it), for contact sheets, about
+        ``width`` px wide: drawing at the size it is shown keeps lines sharp and costs less
+        than drawing large and shrinking (result tiles ask for their own width)."""

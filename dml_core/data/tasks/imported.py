@@ -174,14 +174,14 @@ class ImportedTask(Task):
         """A folder task's label as text: ``radius 12.5 · hue 0.31``."""
         return " · ".join(f"{column} {float(value):.4g}" for column, value in zip(self.label_columns, label))
 
-    def draw_label(self, image: Image.Image, label: np.ndarray, meta: dict | None = None) -> Image.Image:
+    def draw_label(self, image: Image.Image, label: np.ndarray, meta: dict | None = None, width: int = 256) -> Image.Image:
         """Real-data formats draw as their built-in task does (skeleton, layout edges, caption);
         a folder task's label is numbers, so they are written in a band under the image."""
         if self.format != "folder":
-            return self.base.draw_label(image, label, meta or {})
+            return self.base.draw_label(image, label, meta or {}, width=width)
         from dml_core.data.tasks.caption import TASK as CAPTION  # its band of wrapped text under the image
 
-        return CAPTION.draw_label(image, None, {"captions": [self.label_text(label)]})
+        return CAPTION.draw_label(image, None, {"captions": [self.label_text(label)]}, width=width)
 
 
 def source_counts(task: ImportedTask) -> dict[str, int]:

@@ -338,8 +338,8 @@ class LayoutTask(Task):
         return image, label, entry
 
     # ---------------------------------------------------------------- drawing
-    def draw_label(self, image: Image.Image, label: np.ndarray, meta: dict, display_size: int = 256, tint: float = 0.12) -> Image.Image:
-        """The room at ``display_size`` px with its layout edges drawn over it.
+    def draw_label(self, image: Image.Image, label: np.ndarray, meta: dict, width: int = 256, tint: float = 0.12) -> Image.Image:
+        """The room at ``width`` × ``width`` px with its layout edges drawn over it.
 
         Edges are the boundaries between surface classes. When ``meta`` carries the room and
         camera (generated data) the layout is ray-cast again at display resolution, so edges
@@ -350,13 +350,13 @@ class LayoutTask(Task):
         fine = None
         geometry = _geometry_from_meta(meta or {})
         if geometry is not None:
-            fine = R.layout_map(geometry, display_size)
-            check = fine[np.ix_(_cell_centres(display_size, label.shape[0]), _cell_centres(display_size, label.shape[1]))]
+            fine = R.layout_map(geometry, width)
+            check = fine[np.ix_(_cell_centres(width, label.shape[0]), _cell_centres(width, label.shape[1]))]
             if np.mean(check != label) > 0.05:  # meta does not describe this label: trust the label
                 fine = None
         if fine is None:
-            fine = _smooth_upsample(label, display_size)
-        base = np.asarray(image.convert("RGB").resize((display_size, display_size), Image.Resampling.BICUBIC), np.float32)
+            fine = _smooth_upsample(label, width)
+        base = np.asarray(image.convert("RGB").resize((width, width), Image.Resampling.BICUBIC), np.float32)
         if tint > 0:
             base = base * (1 - tint) + CLASS_COLORS[fine].astype(np.float32) * tint
         edge = np.zeros(fine.shape, bool)

@@ -236,8 +236,8 @@ class PoseTask(Task):
         keyword arguments (images_dir, missing="skip"|"keep", crop_factor, one_based, limit)."""
         return load_mpii_json(path, size, **kwargs)
 
-    def draw_label(self, image: Image.Image, label: np.ndarray, meta: dict | None = None) -> Image.Image:
-        return draw_skeleton(image, label)
+    def draw_label(self, image: Image.Image, label: np.ndarray, meta: dict | None = None, width: int = 256) -> Image.Image:
+        return draw_skeleton(image, label, min_size=width)
 
 
 PoseTask.label_distance.__doc__ = label_distance.__doc__

@@ -11,13 +11,15 @@ setup:
 build: setup
 	$(PY) -m dml_core build --profile $(PROFILE)
 
-run: build
-	$(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true
+# Serves at once and builds what is missing in the background (pages show its progress);
+# Ctrl-C stops both, and the next `make run` resumes the build.
+run: setup
+	$(PY) -m dml_core app --profile $(PROFILE) --port $(PORT)
 
 # Reload on edit: the polling watcher checks only the app's own imported sources (not .venv);
 # watchdog would watch the whole checkout recursively (see .streamlit/config.toml).
-dev: build
-	$(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true \
+dev: setup
+	$(PY) -m dml_core app --profile $(PROFILE) --port $(PORT) -- \
 		--server.fileWatcherType poll --server.runOnSave true
 
 test: setup

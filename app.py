@@ -4,6 +4,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from pages import _common as ui
+
 ROOT = Path(__file__).parent
 
 st.set_page_config(page_title="Beyond Binary", page_icon="🎯", layout="wide")
@@ -43,4 +45,6 @@ explore += [
 sections = {"Explore": explore}
 if learn := _learn_pages():
     sections["Learn"] = learn
-st.navigation(sections).run()
+page = st.navigation(sections)
+ui.build_indicator()
+page.run()

@@ -1,4 +1,4 @@
-"""``python -m dml_core``: build, train, evaluate, bench, query, import, export, preview.
+"""``python -m dml_core``: app, build, train, evaluate, bench, query, import, export, preview.
 
 Errors a person can act on (bad arguments, bad files, missing or corrupt artifacts) print one
 line on stderr and exit non-zero; set DML_DEBUG=1 to see the traceback instead.
@@ -44,10 +44,22 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM ends the command as Ctrl-C does (KeyboardInterrupt), so a build records "stopped"
+    and stops its workers instead of vanishing mid-write."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def cmd_build(args) -> int:
     from dml_core.core.store import ArtifactStore, atomic_write_json
     from dml_core.pipeline.stages import run_build
 
+    _stop_on_sigterm()
     store = ArtifactStore()
     report = run_build(args.profile, args.tasks, store, workers=args.workers, device=args.device, backend=_backend(args))
     report_path = Path(args.report) if args.report else store.root / "build-report.json"
@@ -55,6 +67,49 @@ def cmd_build(args) -> int:
     stages = ", ".join(f"{name} {stage['seconds']:.0f} s" for name, stage in report["stages"].items())
     print(f"build {args.profile}: {report['build_s']:.0f} s ({stages}); report: {report_path}")
     return 0
+
+
+#: The Streamlit entry point ``app`` serves.
+APP_SCRIPT = Path(__file__).resolve().parents[1] / "app.py"
+#: Seconds the server gets to exit after Ctrl-C / SIGTERM before it is killed.
+SERVER_GRACE_S = 10.0
+
+
+def cmd_app(args) -> int:
+    """Serve the app at once; build what is missing in the background (or join the build that
+    already runs in this DML_HOME); Ctrl-C stops both."""
+    import subprocess
+
+    from dml_core.core.store import ArtifactStore
+    from dml_core.pipeline.background import BackgroundBuild, die_with_parent
+
+    if not APP_SCRIPT.is_file():
+        raise FileNotFoundError(f"{APP_SCRIPT} not found: `app` serves the Streamlit app of a source checkout")
+    root = ArtifactStore().root
+    build = None if args.no_build else BackgroundBuild.start_or_join(root, args.profile, args.tasks)
+    if build is not None:
+        how = "building" if build.started_here else f"joined the build already running (process {build.pid})"
+        print(f"app: {how} in the background, profile {args.profile}, into {root} (log: {build.log}); "
+              "pages show its progress and pick up each model as it lands", flush=True)
+    command = [sys.executable, "-m", "streamlit", "run", str(APP_SCRIPT), "--server.port", str(args.port),
+               "--server.headless", "true", *(["--server.address", args.address] if args.address else []),
+               *args.streamlit[args.streamlit[:1] == ["--"]:]]
+    _stop_on_sigterm()
+    server = subprocess.Popen(command, env=os.environ | {"DML_HOME": str(root)}, preexec_fn=die_with_parent)
+    try:
+        code = server.wait()
+    except KeyboardInterrupt:
+        server.terminate()  # Ctrl-C reached it too; SIGTERM covers a SIGTERM sent to us alone
+        try:
+            server.wait(SERVER_GRACE_S)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        code = 0
+    finally:
+        if build is not None and build.started_here and build.running():
+            print("app: stopping the background build (make run again resumes it)", flush=True)
+            build.stop()
+    return code
 
 
 def _backend(args):
@@ -339,6 +394,17 @@ def _add_build(sub) -> None:
     parser.set_defaults(func=cmd_build)
 
 
+def _add_app(sub) -> None:
+    parser = sub.add_parser("app", help="serve the web app now and build what is missing in the background (make run)")
+    parser.add_argument("--profile", choices=list(PROFILES), default="quick", help="what the background build makes")
+    parser.add_argument("--tasks", type=_task_list, default=None, help="comma-separated (default: the built-in tasks)")
+    parser.add_argument("--port", type=_positive_int, default=8501)
+    parser.add_argument("--address", default=None, help="where the server listens, e.g. 127.0.0.1 (default: Streamlit's)")
+    parser.add_argument("--no-build", action="store_true", help="serve what is built, start no build")
+    parser.add_argument("streamlit", nargs=argparse.REMAINDER, help="after --: options for streamlit run")
+    parser.set_defaults(func=cmd_app)
+
+
 def _add_train(sub) -> None:
     parser = sub.add_parser("train", help="train one model on the built features of a task")
     parser.add_argument("--task", type=_task_name, required=True, metavar="TASK")
@@ -454,7 +520,7 @@ def _add_preview(sub) -> None:
 
 
 #: One function a command: each adds its subparser and the function that runs it.
-COMMANDS = (_add_build, _add_train, _add_evaluate, _add_query, _add_bench, _add_import, _add_export, _add_ceiling, _add_scale, _add_preview)
+COMMANDS = (_add_app, _add_build, _add_train, _add_evaluate, _add_query, _add_bench, _add_import, _add_export, _add_ceiling, _add_scale, _add_preview)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -27,22 +27,29 @@ def _load(task: str, root: str, stamp: tuple) -> Catalog:
 
 
 @st.cache_resource(max_entries=12, show_spinner=False)
-def _thumbs(task: str, root: str, stamp: tuple, split: str) -> app.Thumbnails:
-    catalog = _load(task, root, stamp)
-    thumbnails = app.Thumbnails(catalog.gallery if split == "gallery" else catalog.queries, catalog.task)
-    if split == "gallery":  # results are gallery images, drawn with their labels by default
-        thumbnails.prefetch()
+def _thumbs(task: str, root: str, gallery_stamp: float) -> app.Thumbnails:
+    """Keyed by the gallery alone: a model landing during a build changes the catalog, not the
+    gallery, so its drawn tiles (and their prefetch) are kept."""
+    thumbnails = app.Thumbnails(app.stored_gallery(root, task), app.get_task(task, root))
+    thumbnails.prefetch()  # results are gallery images, drawn with their labels by default
     return thumbnails
 
 
 def catalog_or_none(task: str) -> Catalog | None:
-    """The task's catalog, or None after showing a friendly message when it is not built."""
+    """The task's catalog, or None after showing a friendly message when it is not built (while
+    a build runs: where the task stands in its queue)."""
     root = home()
     try:
         catalog = _load(task, root, app.catalog_stamp(task, root))
     except ArtifactError as exc:
+        progress = app.build_progress(root)
+        if progress is not None and progress.running and not isinstance(exc, CorruptArtifact):
+            st.info(f"**{task_title(task)} is not built yet: {progress.queue_place(task)}.** This page fills in "
+                    "by itself as soon as its first models land; the build's progress is in the sidebar.")
+            return None
         state = "has damaged artifacts" if isinstance(exc, CorruptArtifact) else "is not built yet"
-        st.warning(f"**The {task_title(task)} task {state}** (looked in `{root}`).\n\n{BUILD_HINT}")
+        trouble = progress.trouble() if progress is not None else None
+        st.warning(f"**The {task_title(task)} task {state}** (looked in `{root}`).\n\n{trouble or BUILD_HINT}")
         with st.expander("Details"):
             st.text(str(exc))
         return None
@@ -52,9 +59,10 @@ def catalog_or_none(task: str) -> Catalog | None:
     return catalog
 
 
-def thumbs(task: str, split: str = "gallery") -> app.Thumbnails:
+def thumbs(task: str) -> app.Thumbnails:
+    """The task's gallery images as tiles (plain or with their labels drawn)."""
     root = home()
-    return _thumbs(task, root, app.catalog_stamp(task, root), split)
+    return _thumbs(task, root, app.gallery_stamp(root, task))
 
 
 def clear_catalogs() -> None:
@@ -142,6 +150,41 @@ def persist(key: str, default, options=None):
         st.session_state[store] = st.session_state[key]
 
     return remember
+
+
+# --------------------------------------------------------------------------- the build
+#: Seconds between two looks at a running build's status file (only while a build runs).
+BUILD_POLL_S = 2.0
+
+
+def build_indicator() -> None:
+    """The build's progress in the sidebar of every page. While it runs, a fragment reads its
+    status every ``BUILD_POLL_S`` and reruns the page when the page has something new to show
+    (a task's data, a model of the chosen task, the build's end); widget state survives reruns,
+    so nobody loses a selection. Once the build is over nothing polls."""
+    progress = app.build_progress(home())
+    if progress is None or progress.state == "done":
+        return
+    if not progress.running:
+        st.sidebar.warning(progress.trouble())
+        return
+    st.session_state["_build_seen"] = _build_view(progress)
+    with st.sidebar:
+        _live_build()
+
+
+def _build_view(progress) -> tuple:
+    """What a page shows that a build can change."""
+    task = st.session_state.get("task")
+    return progress.state, tuple(built_tasks()), progress.done_models(task) if task else ()
+
+
+@st.fragment(run_every=BUILD_POLL_S)
+def _live_build() -> None:
+    progress = app.build_progress(home())
+    if progress is None or _build_view(progress) != st.session_state.get("_build_seen"):
+        st.rerun(scope="app")
+    st.progress(progress.fraction, text=progress.headline())
 
 
 def task_selector() -> str:

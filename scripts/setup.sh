@@ -37,3 +37,12 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "$VENV/bin/python" -m pip install -q --no-deps --no-build-isolation -e .
   echo "$want" > "$stamp"
 fi
+
+# UMAP's first map compiles its numba code (about a minute), which numba caches in the venv: do it
+# here, once, so the first build's maps (and the app's first models) do not wait for it.
+warm="$VENV/.umap-compiled"
+if [ "$(cat "$warm" 2>/dev/null)" != "$want" ]; then
+  echo "setup: compiling UMAP's numba code once (about a minute)"
+  "$VENV/bin/python" -c "import numpy as np; from dml_core.search.projection import fit_projection; fit_projection(np.random.default_rng(0).normal(size=(300, 16)).astype(np.float32))"
+  echo "$want" > "$warm"
+fi

@@ -165,3 +165,20 @@ def test_progress_callback_reports_all_new_sentences():
     text.embed_sentences(sentences, backend="lexical", batch_size=16, progress=lambda done, total: reports.append((done, total)))
     assert reports and reports[-1] == (600, 600)
     assert [done for done, _ in reports] == sorted(done for done, _ in reports)
+
+
+def test_a_minilm_embedding_does_not_depend_on_its_batch_mates(minilm_load_record):
+    """Padding a sentence to a longer batch-mate's length moved its embedding in the last bits,
+    so labels depended on which sentences happened to share a batch (and, through the cache, on
+    what a process had embedded before)."""
+    short = ["A dog.", "Two red apples on a table.", "There is a cat on the left."]
+    long = ["A small brown dog to the left of two red balls and a kite in a grassy field on a sunny day."]
+    with _stashed_backend_state():
+        text.clear_embedding_cache()
+        alone = np.stack([text.embed_sentences([s], backend="minilm")[0] for s in short])
+        text.clear_embedding_cache()
+        with_long = text.embed_sentences([*long, *short], backend="minilm")[1:]
+        text.clear_embedding_cache()
+        shuffled = text.embed_sentences([short[2], *long, short[0], short[1]], backend="minilm")
+    assert np.array_equal(with_long, alone)
+    assert np.array_equal(shuffled[[2, 3, 0]], alone)

@@ -14,6 +14,7 @@ widget is assembled in the modules here, so it is tested without a browser:
 - ``tables``: the catalog's metrics as tables and curves
 - ``benchmarks``: scores beside their scale, the shipped bench results and their provenance
 - ``lab``: the Training lab's background jobs
+- ``progress``: the background build's progress, a task's place in its queue, its faults
 
 and, from below: the vocabulary (names, colours, order), the catalog's types, image limits,
 exports, per-query orderings and uploads.
@@ -61,6 +62,7 @@ from dml_core.app.maps import (
     stored_query_position,
     updated_selection,
 )
+from dml_core.app.progress import BuildProgress, build_progress
 from dml_core.app.queries import (
     attribute_values,
     categorical_attributes,
@@ -99,7 +101,7 @@ from dml_core.serve.catalog import Catalog, Hit
 from dml_core.serve.upload import query_with_image_bytes, warm_backbone_async
 
 __all__ = [
-    "ablation_frame", "ArtifactError", "attribute_line", "attribute_values", "BASELINE", "bench_ablation_table",
+    "ablation_frame", "ArtifactError", "attribute_line", "attribute_values", "BASELINE", "bench_ablation_table", "BuildProgress", "build_progress",
     "bench_method_table", "bench_tuning_table", "build_provenance", "built_tasks", "Catalog", "catalog_stamp",
     "categorical_attributes", "COMPARED", "CorruptArtifact", "curve_frame", "default_model_ids",
     "example_attribute", "example_indices", "export", "filter_queries", "format_value", "gallery_stamp",

@@ -104,6 +104,7 @@ def write_markdown(result: dict, path: Path) -> None:
             f"slowdown {c['one_process_slowdown']:.2f}×"
         )
     lines += _first_run_lines(path.parent / QUICK_JSON, path.parent / QUICK_SHARED_REPORT)
+    lines += _serve_first_lines(path.parent / FIRST_RUN_JSON)
     if "speed" in result:
         s = result["speed"]["log_ratio_loss"]
         lines.append(
@@ -121,6 +122,8 @@ QUICK_JSON = Path("docs") / "bench" / "quick.json"
 
 
 QUICK_SHARED_REPORT = Path("docs") / "bench" / "quick-build-shared-cpu.json"
+#: ``scripts/first_run.py``: ``make run`` on an empty DML_HOME, relative to BENCHMARKS.md.
+FIRST_RUN_JSON = Path("docs") / "bench" / "first-run.json"
 
 
 def _stage_text(seconds: float, stages: dict) -> str:
@@ -149,6 +152,21 @@ def _first_run_lines(quick_path: Path, shared_path: Path) -> list[str]:
                      f"**{shared['build_s'] / alone['build_s']:.2f}× slower**")
         lines.append(line)
     return lines
+
+
+def _serve_first_lines(first_run_path: Path) -> list[str]:
+    """``make run`` from an empty DML_HOME: when the server answers, when pose's pair shows on
+    Compare, when the background build ends (``scripts/first_run.py``), where measured."""
+    run = read_json(first_run_path)
+    if not run or "health_s" not in run:
+        return []
+    waves = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in run.get("build_waves_s", {}).items())
+    tracebacks = sum(run.get("tracebacks", {}).values())
+    return [f"- `make run` on an empty DML_HOME, setup done (`{FIRST_RUN_JSON}`, {run.get('measured', '?')}, "
+            f"{run.get('cpus', '?')} CPUs): the server answers its health check after **{run['health_s']:.1f} s**; "
+            f"pose's log-ratio and binary-triplet models show on Compare (opened at once, never reloaded) after "
+            f"**{run['pair_on_compare_s']:.0f} s**; the background build ends ({run.get('build_state', '?')}) after "
+            f"{run['build_s']:.0f} s (waves: {waves}); {tracebacks} tracebacks in the server's and the build's logs"]
 
 
 def _ceiling_lines(ceiling_path: Path) -> list[str]:

@@ -12,6 +12,14 @@ Two backends produce L2-normalised float32 vectors:
     (AVX512-BF16 / AMX) inference runs under bfloat16 autocast: measured 2.4x faster on 2 cores
     with cosine >= 0.99997 to the float32 embeddings. ``DML_TEXT_PRECISION=fp32`` turns it off.
 
+    A sentence's embedding is a function of the sentence alone, bit for bit (on a given
+    machine and library build), whatever sentences share its batch: sentences are batched by
+    their exact token count, so nothing is ever padded (padding moved an embedding by up to
+    ~1e-7, so labels depended on batch-mates and, through the cache, on what a process had
+    embedded before), and on the CPU the model runs on one torch thread (a multi-threaded
+    matrix product splits its sums by the batch's shape). Caches, chunking and the number of
+    worker processes therefore cannot change a label; parallelism comes from processes.
+
 ``lexical``
     The documented fallback when the model package is missing or fails to load (or when asked
     for). A sentence becomes a hashed bag of words in ``LEXICAL_DIM`` dimensions:
@@ -35,7 +43,8 @@ Selection: ``backend=`` argument, else the ``DML_TEXT_BACKEND`` environment vari
 (``minilm`` | ``lexical`` | ``auto``), else ``auto`` = MiniLM when it loads, the lexical
 fallback (with a warning) when it does not. Forcing ``minilm`` raises ``TextBackendError`` if
 the model cannot be loaded instead of silently falling back. ``text_backend()`` names the
-backend in use. Embeddings of repeated sentences come from an in-process cache.
+backend in use. Embeddings of repeated sentences come from an in-process cache (safe to share
+between callers, since an embedding does not depend on its batch).
 """
 from __future__ import annotations
 
@@ -55,8 +64,6 @@ MINILM_DIM = 384
 LEXICAL_DIM = 1024
 #: Most sentence embeddings kept in the in-process cache (~1.5 kB each for MiniLM).
 CACHE_MAX_ENTRIES = 100_000
-#: Token sequences are padded to a multiple of this length (1 = pad to the batch's longest).
-PAD_TO_MULTIPLE_OF = int(os.environ.get("DML_TEXT_PAD_MULTIPLE", "1"))
 _ENV_BACKEND = "DML_TEXT_BACKEND"
 _ENV_DEVICE = "DML_TEXT_DEVICE"
 _ENV_PRECISION = "DML_TEXT_PRECISION"
@@ -71,6 +78,8 @@ class TextBackendError(RuntimeError):
 
 # ----------------------------------------------------------------------------- MiniLM loading
 _lock = threading.RLock()
+#: Held for MiniLM's forward passes: one caller's thread count cannot change under another's.
+_forward_lock = threading.Lock()
 _minilm_model = None
 _minilm_error: str | None = None
 _minilm_use_bf16 = False
@@ -277,24 +286,41 @@ def _embed_lexical(sentences: Sequence[str]) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------- MiniLM backend
+def _token_counts(model, sentences: Sequence[str]) -> np.ndarray:
+    """Tokens MiniLM sees per sentence ([CLS] and [SEP] included, truncated like ``encode``)."""
+    encoded = model.tokenizer(list(sentences), truncation=True, max_length=model.max_seq_length)
+    return np.array([len(ids) for ids in encoded["input_ids"]], dtype=np.int64)
+
+
+def _same_length_batches(token_counts: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Row indices grouped by token count, at most ``batch_size`` rows per group: batches that
+    need no padding, so no sentence's embedding depends on another's length."""
+    batches = []
+    for count in np.unique(token_counts):
+        rows = np.flatnonzero(token_counts == count)
+        batches += [rows[start : start + batch_size] for start in range(0, len(rows), batch_size)]
+    return batches
+
+
 def _embed_minilm(sentences: Sequence[str], batch_size: int) -> np.ndarray:
     import torch
 
+    from dml_core.core.workers import torch_threads
+
     model = _load_minilm()
+    sentences = list(sentences)
     autocast = (
         torch.autocast("cpu", dtype=torch.bfloat16) if _minilm_use_bf16 else contextlib.nullcontext()
     )
-    options = dict(batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True, normalize_embeddings=True)
-    if PAD_TO_MULTIPLE_OF > 1:
-        # Fewer distinct (batch, length) shapes -> fewer one-off kernel set-ups in oneDNN.
-        options["processing_kwargs"] = {"text": {"pad_to_multiple_of": PAD_TO_MULTIPLE_OF}}
-    with torch.inference_mode(), autocast:
-        try:
-            vectors = model.encode(list(sentences), **options)
-        except TypeError:  # a sentence-transformers release without processing_kwargs
-            options.pop("processing_kwargs", None)
-            vectors = model.encode(list(sentences), **options)
-    vectors = np.asarray(vectors, dtype=np.float32)
+    on_cpu = model.device.type == "cpu"
+    vectors = np.empty((len(sentences), MINILM_DIM), dtype=np.float32)
+    one_thread = torch_threads(1) if on_cpu else contextlib.nullcontext()
+    with _forward_lock, torch.inference_mode(), autocast, one_thread:
+        for rows in _same_length_batches(_token_counts(model, sentences), batch_size):
+            vectors[rows] = model.encode(
+                [sentences[i] for i in rows], batch_size=len(rows), show_progress_bar=False,
+                convert_to_numpy=True, normalize_embeddings=True,
+            )
     # Renormalise in float32: bf16 autocast leaves norms within ~1e-3 of one.
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
@@ -310,7 +336,8 @@ def embed_sentences(
 
     Args:
         sentences: strings (any iterable; order is kept, repeats are embedded once).
-        batch_size: sentences per forward pass of MiniLM (128 measured fastest on 2 cores).
+        batch_size: most sentences per forward pass of MiniLM; a batch holds sentences of one
+            token count (128 measured fastest on 2 cores).
         progress: False, True (a tqdm bar) or a callable ``progress(done, total)`` called
             after each chunk of newly embedded sentences.
         backend: "minilm", "lexical", "auto" or None (``DML_TEXT_BACKEND``, default auto).
@@ -326,7 +353,8 @@ def embed_sentences(
         return np.zeros((0, dim), dtype=np.float32)
     with _lock:
         missing = list(dict.fromkeys(s for s in sentences if (name, s) not in _cache))
-    # Longest first within chunks keeps padding low and makes progress steps comparable.
+    # Longest first: progress steps of similar cost, and similar token counts (full, unpadded
+    # batches) in each step.
     missing.sort(key=len, reverse=True)
     chunk = max(batch_size * 8, 256)
     bar = None

@@ -90,6 +90,23 @@ def worker_pool(workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=single_thread_worker)
 
 
+@contextlib.contextmanager
+def stoppable_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
+    """``worker_pool`` for a ``with`` block that, when the block raises (Ctrl-C, SIGTERM turned into
+    KeyboardInterrupt, a failed job), kills its workers instead of waiting for their running jobs:
+    a model job can run for minutes, and a stopped build should stop now. ProcessPoolExecutor
+    has no public way to end a running job; its processes are terminated directly."""
+    pool = worker_pool(workers)
+    try:
+        yield pool
+    except BaseException:
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+
+
 def run_jobs(function: Callable, jobs: Iterable[tuple], workers: int,
              on_done: Callable[[tuple, object], None] | None = None, pool: ProcessPoolExecutor | None = None) -> list:
     """``[function(*job) for job in jobs]``, in ``workers`` single-threaded processes (or ``pool``).

@@ -49,9 +49,11 @@ def split_features(store: ArtifactStore, task: str, split: str, mode: str = TRAI
                                 progress=progress, compute=compute if pool is not None else None)
 
 
-def build_features(store: ArtifactStore, profile: Profile, tasks=TASK_NAMES, device: str = "cpu", workers: int = 1) -> dict:
+def build_features(store: ArtifactStore, profile: Profile, tasks=TASK_NAMES, device: str = "cpu", workers: int = 1,
+                   pool=None) -> dict:
     """Fill the feature cache; returns seconds and images/s for the tasks that needed the backbone.
-    On the CPU with ``workers`` > 1, chunks of images go to single-threaded worker processes.
+    On the CPU with ``workers`` > 1, chunks of images go to single-threaded worker processes
+    (``pool``'s when given).
 
     A small ``<task>/features_done`` marker records that the cache holds this profile's
     features, so a rerun does not even hash the images again.
@@ -70,7 +72,7 @@ def build_features(store: ArtifactStore, profile: Profile, tasks=TASK_NAMES, dev
     if device != "cpu":
         shared_backbone().to(device)
     parallel = device == "cpu" and workers > 1
-    with worker_pool(workers) if parallel else contextlib.nullcontext() as pool:
+    with contextlib.nullcontext(pool) if pool is not None or not parallel else worker_pool(workers) as pool:
         for task, key, marker in todo:
             start = time.perf_counter()
             n = sum(len(split_features(store, task, split, pool=pool)) for split in SPLITS)

@@ -99,13 +99,18 @@ def _model_job(root: str, task: str, spec: ModelSpec, profile: Profile, device: 
 
 
 def build_models(store: ArtifactStore, profile: Profile, tasks=TASK_NAMES, progress: bool = True,
-                 workers: int = 1, device: str = "cpu") -> dict:
+                 workers: int = 1, device: str = "cpu", queue=None, on_model_done=None, pool=None) -> dict:
     """Train, embed, index and project every model of the plan that is not already stored, in
-    ``workers`` single-threaded processes (the slowest models first, so the pool ends together)."""
+    ``workers`` single-threaded processes (the slowest models first, so the pool ends together).
+    queue: the ``plan.QueuedModel`` entries to build instead of ``tasks``' whole plan (one wave);
+    on_model_done(task, model_id, seconds) is called as each model lands; pool: the build's
+    shared workers (CPU only)."""
     from dml_core.core.workers import run_jobs
 
-    jobs = [(str(store.root), task, spec, profile, device) for task in tasks for spec in model_plan(profile, task)
-            if not _model_is_current(store, task, spec, profile)]
+    planned = [(entry.task, entry.spec) for entry in queue] if queue is not None else \
+        [(task, spec) for task in tasks for spec in model_plan(profile, task)]
+    jobs = [(str(store.root), task, spec, profile, device) for task, spec in planned
+            if not model_is_current(store, task, spec, profile)]
     if not jobs:
         return {}
     jobs.sort(key=lambda job: -relative_cost(job[2], profile))
@@ -117,15 +122,18 @@ def build_models(store: ArtifactStore, profile: Profile, tasks=TASK_NAMES, progr
             timings.setdefault(job[1], {})[result[0]] = result[1]
             bar.set_postfix_str(f"{job[1]}/{result[0]} {result[1]:.0f} s", refresh=False)
             bar.update(1)
+            if on_model_done is not None:
+                on_model_done(job[1], result[0], result[1])
 
         try:
-            run_jobs(_model_job, jobs, 1 if device != "cpu" else workers, on_done=done)
+            run_jobs(_model_job, jobs, 1 if device != "cpu" else workers, on_done=done,
+                     pool=pool if device == "cpu" else None)
         finally:
             forget_loaded()
-    return {task: timings[task] for task in tasks if task in timings}
+    return {task: timings[task] for task in dict.fromkeys(job[1] for job in jobs) if task in timings}
 
 
-def _model_is_current(store: ArtifactStore, task: str, spec: ModelSpec, profile: Profile) -> bool:
+def model_is_current(store: ArtifactStore, task: str, spec: ModelSpec, profile: Profile) -> bool:
     key = (task, "models", spec.id)
     if not store.is_valid(*key, full=True):  # a model's files are small: checksum them all
         return False

@@ -1,4 +1,4 @@
-"""The model plan: which models a profile builds for a task, what each embeds and how long it trains."""
+"""The model plan: which models a profile builds for a task, in which order, what each embeds and how long it trains."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -43,6 +43,41 @@ def model_plan(profile: Profile, task: str | None = None) -> list[ModelSpec]:
     if task is not None and get_task(task).has_captions:
         plan.append(ModelSpec(CROSS_MODAL, profile.dim, profile.seeds[0]))
     return plan
+
+
+#: The build's waves, in the order people need them (DESIGN §6): what Compare opens on first,
+#: then the other tasks' pairs, every other method, the dimension ablation and further seeds,
+#: and the embedders whose backbone trains (the slowest) last.
+WAVES = ("first pair", "pairs", "methods", "ablation and seeds", "fine-tuned")
+
+
+@dataclass(frozen=True)
+class QueuedModel:
+    """One model of the build's queue: its wave (an index into ``WAVES``), task, spec and
+    ``relative_cost`` (what the status's ETA scales by)."""
+
+    wave: int
+    task: str
+    spec: ModelSpec
+    cost: float = 0.0
+
+
+def wave_of(spec: ModelSpec, task: str, first_task: str, profile: Profile) -> int:
+    if is_cnn(spec.method):
+        return 4
+    main = spec.method == BASELINE or (spec.dim == profile.dim and spec.seed == profile.seeds[0])
+    if main and spec.method in HEADLINE_PAIR:
+        return 0 if task == first_task else 1
+    return 2 if main else 3
+
+
+def build_queue(profile: Profile, tasks) -> list[QueuedModel]:
+    """Every planned model of ``tasks`` in build order: by wave, then task (in ``tasks``' order,
+    so the first task's pair comes first), then the plan's own order."""
+    tasks = list(tasks)
+    queue = [QueuedModel(wave_of(spec, task, tasks[0], profile), task, spec, relative_cost(spec, profile))
+             for task in tasks for spec in model_plan(profile, task)]
+    return sorted(queue, key=lambda entry: entry.wave)  # stable: task and plan order kept within a wave
 
 
 def is_cnn(method: str) -> bool:

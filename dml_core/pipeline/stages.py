@@ -19,6 +19,7 @@ Artifacts per task::
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import time
@@ -31,12 +32,16 @@ from dml_core.data.label_distances import build_label_distances
 from dml_core.data.splits import EXTRA_SPLIT, SPLITS, generate_split, save_split, split_key
 from dml_core.data.tasks import TASK_NAMES
 from dml_core.pipeline.features import build_features
-from dml_core.pipeline.models import build_models
+from dml_core.pipeline.models import build_models, model_is_current
+from dml_core.pipeline.plan import WAVES, build_queue
 from dml_core.pipeline.profiles import Profile, get_profile
+from dml_core.pipeline.status import BuildLock, BuildStatus
 from dml_core.pipeline.tuning import build_tuning
 
 #: The report of the last build run that built something, under ``DML_HOME``.
 BUILD_REPORT = "build.json"
+#: The build's stages, in the order each wave runs them.
+STAGES = ("data", "features", "label_distances", "tuning", "models", "search")
 
 
 # ----------------------------------------------------------------------------- data
@@ -51,9 +56,10 @@ def _stored_size(split: str, profile: Profile) -> int:
     return CNN_IMAGE_SIZE if split == EXTRA_SPLIT else profile.image_size
 
 
-def build_data(store: ArtifactStore, profile: Profile, tasks=TASK_NAMES, workers: int | None = None) -> dict:
+def build_data(store: ArtifactStore, profile: Profile, tasks=TASK_NAMES, workers: int | None = None, pool=None) -> dict:
     """Generate the missing data splits of ``tasks`` (imported tasks: copy them from the import,
-    ``data.importer.build_imported_data``); returns seconds and images/s per task."""
+    ``data.importer.build_imported_data``) in ``pool`` (default: one of ``workers`` processes);
+    returns seconds and images/s per task."""
     from dml_core.data.importer import build_imported_data
 
     imported = [task for task in tasks if task not in TASK_NAMES]
@@ -64,7 +70,8 @@ def build_data(store: ArtifactStore, profile: Profile, tasks=TASK_NAMES, workers
     if not todo:
         return timings
     workers = workers or os.cpu_count() or 1
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with contextlib.nullcontext(pool) if pool is not None else \
+            ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         for task in tasks:
             splits = [s for t, s in todo if t == task]
             if not splits:
@@ -91,17 +98,22 @@ def _split_is_current(store: ArtifactStore, task: str, split: str, profile: Prof
 
 # ---------------------------------------------------------------------------- build
 def run_build(profile_name: str = "quick", tasks=TASK_NAMES, store: ArtifactStore | None = None, progress: bool = True,
-              workers: int | None = None, device: str = "cpu", backend=None) -> dict:
-    """Run every stage for ``tasks``; returns the report (stage seconds and what each built),
+              workers: int | None = None, device: str = "cpu", backend=None, log: str | None = None) -> dict:
+    """Run every stage for ``tasks``, wave by wave (``plan.WAVES``: the first task's headline pair
+    first, with only the data, features and label distances it needs before it); returns the
+    report (stage seconds summed over the waves, each wave's seconds, what each stage built),
     also written to ``DML_HOME/build.json`` when something was built.
 
+    One build runs per ``DML_HOME`` (``status.BuildLock``; ``BuildRunning`` otherwise); its
+    progress is in ``DML_HOME/build-status.json`` (``status.BuildStatus``), where the app reads it.
     workers: processes for tuning and training (default: one per core, each single-threaded;
     see ``dml_core.core.workers``). device: "cpu", "cuda" or "auto" (a GPU when torch sees one)
     for features and training; on a GPU models train one at a time in this process.
     backend: the ``dml_core.search.backends.Backend`` the galleries are searched with (default: from
     ``DML_INDEX`` / ``DML_MILVUS_URI``); its stage writes them there (nothing for FAISS flat).
+    log: where this build's output goes, for the status (``serve`` sets it).
     """
-    from dml_core.core.workers import default_workers
+    from dml_core.core.workers import default_workers, stoppable_pool
     from dml_core.search.backends import backend_from_env
     from dml_core.search.gallery import check_backend, sync_gallery_indexes
 
@@ -112,26 +124,69 @@ def run_build(profile_name: str = "quick", tasks=TASK_NAMES, store: ArtifactStor
     store.root.mkdir(parents=True, exist_ok=True)
     backend = backend or backend_from_env()
     check_backend(backend, store)  # before hours of training, not after
-    store.sweep()
-    stages = {}
-    start = time.perf_counter()
-    for name, stage in [
-        ("data", lambda: build_data(store, profile, tasks)),
-        ("features", lambda: build_features(store, profile, tasks, device=device, workers=workers)),
-        ("label_distances", lambda: build_label_distances(store, profile.name, tasks)),
-        ("tuning", lambda: build_tuning(store, profile, tasks, progress, workers if device == "cpu" else 1)),
-        ("models", lambda: build_models(store, profile, tasks, progress, workers, device)),
-        ("search", lambda: sync_gallery_indexes(store, tasks, backend, progress)),
-    ]:
-        stage_start = time.perf_counter()
-        detail = stage()
-        stages[name] = {"seconds": round(time.perf_counter() - stage_start, 2), "detail": detail}
-        print(f"build: {name} done in {stages[name]['seconds']:.1f} s", flush=True)
-    report = {"profile": profile.name, "tasks": list(tasks), "stages": stages, "build_s": round(time.perf_counter() - start, 2),
-              "workers": workers, "device": device, "index": backend.name}
-    if any(stage["detail"] for stage in stages.values()):  # keep the timings of the last run that built something
-        atomic_write_json(store.root / BUILD_REPORT, report)
+    with BuildLock(store.root):
+        store.sweep()  # under the lock: another build's temp files are never swept
+        queue = build_queue(profile, tasks)
+        done = [(e.task, e.spec.id) for e in queue if model_is_current(store, e.task, e.spec, profile)]
+        status = BuildStatus(store.root, profile.name, queue, done, workers, WAVES, log or os.environ.get("DML_BUILD_LOG"))
+        try:
+            # One pool of single-threaded workers for every wave: a worker's start (torch, UMAP's
+            # compiled code, the task's features) costs seconds, paid once instead of per wave.
+            with stoppable_pool(workers) if device == "cpu" and workers > 1 else contextlib.nullcontext() as pool:
+                report = _run_waves(store, profile, list(tasks), queue, status, progress, workers, device, pool,
+                                    lambda: sync_gallery_indexes(store, tasks, backend, progress))
+        except KeyboardInterrupt:
+            status.finish("stopped")
+            raise
+        except BaseException as exc:
+            status.finish("failed", f"{type(exc).__name__}: {exc}")
+            raise
+        report.update(workers=workers, device=device, index=backend.name)
+        if any(stage["detail"] for stage in report["stages"].values()):  # keep the timings of the last run that built something
+            atomic_write_json(store.root / BUILD_REPORT, report)
+        status.finish("done")
     return report
+
+
+def _run_waves(store, profile, tasks, queue, status, progress, workers, device, pool, search) -> dict:
+    """Each wave: the data, features, label distances and tuning its tasks still need, then its
+    models; the search backend's copies last."""
+    stages: dict = {name: {"seconds": 0.0, "detail": {}} for name in STAGES}
+    waves, start = [], time.perf_counter()
+
+    def run(name, wave, wave_tasks, work):
+        status.stage(name, wave_tasks, wave)
+        stage_start = time.perf_counter()
+        detail = work()
+        seconds = time.perf_counter() - stage_start
+        stages[name]["seconds"] = round(stages[name]["seconds"] + seconds, 2)
+        if isinstance(detail, dict):  # {task: ...}; the models stage's {task: {model: s}} merge per task
+            for key, value in detail.items():
+                kept = stages[name]["detail"].get(key)
+                stages[name]["detail"][key] = {**kept, **value} if isinstance(kept, dict) and isinstance(value, dict) else value
+        elif detail:
+            stages[name]["detail"] = [*(stages[name]["detail"] or []), *detail]
+        if detail:
+            print(f"build: {name} ({', '.join(wave_tasks)}) done in {seconds:.1f} s", flush=True)
+
+    for wave in sorted({entry.wave for entry in queue}):
+        entries = [entry for entry in queue if entry.wave == wave]
+        wave_tasks = list(dict.fromkeys(entry.task for entry in entries))
+        wave_start = time.perf_counter()
+        run("data", wave, wave_tasks, lambda: build_data(store, profile, wave_tasks, pool=pool))
+        run("features", wave, wave_tasks, lambda: build_features(store, profile, wave_tasks, device, workers, pool))
+        run("label_distances", wave, wave_tasks, lambda: build_label_distances(store, profile.name, wave_tasks))
+        run("tuning", wave, wave_tasks, lambda: build_tuning(store, profile, wave_tasks, progress,
+                                                             workers if device == "cpu" else 1, pool))
+        run("models", wave, wave_tasks, lambda: build_models(store, profile, wave_tasks, progress, workers, device,
+                                                             queue=entries, on_model_done=status.model_done, pool=pool))
+        waves.append({"wave": WAVES[wave], "tasks": wave_tasks, "models": len(entries),
+                      "seconds": round(time.perf_counter() - wave_start, 2)})
+    run("search", None, tasks, search)
+    for name, stage in stages.items():
+        print(f"build: {name} done in {stage['seconds']:.1f} s", flush=True)
+    return {"profile": profile.name, "tasks": tasks, "stages": stages, "waves": waves,
+            "build_s": round(time.perf_counter() - start, 2)}
 
 
 def resolve_device(name: str = "auto") -> str:

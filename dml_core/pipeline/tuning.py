@@ -58,7 +58,8 @@ def _tuning_job(root: str, task: str, profile: Profile, method: str, index: int)
     return _VALIDATIONS[(root, task)].score(tuning_configs(method)[index], profile)
 
 
-def tune_task(store: ArtifactStore, task: str, profile: Profile, progress: bool = True, workers: int = 1) -> dict:
+def tune_task(store: ArtifactStore, task: str, profile: Profile, progress: bool = True, workers: int = 1,
+              pool=None) -> dict:
     """Run the tuning grid of every compared method on a validation split of the task's training
     split (same grid size, steps, seed and dimension for every method) and pick, per method, the
     setting with the best validation nDCG@10. Settings train in ``workers`` processes.
@@ -73,7 +74,7 @@ def tune_task(store: ArtifactStore, task: str, profile: Profile, progress: bool 
             for method in METHODS_AT_FULL_DIM for index in range(len(TUNING_GRIDS[method]))]
     with tqdm(total=len(jobs), desc=f"tuning {task}", unit="setting", disable=not progress) as bar:
         try:
-            scores = run_jobs(_tuning_job, jobs, workers, on_done=lambda job, score: bar.update(1))
+            scores = run_jobs(_tuning_job, jobs, workers, on_done=lambda job, score: bar.update(1), pool=pool)
         finally:
             _VALIDATIONS.clear()
             forget_loaded()
@@ -86,7 +87,8 @@ def tune_task(store: ArtifactStore, task: str, profile: Profile, progress: bool 
     return result
 
 
-def build_tuning(store: ArtifactStore, profile: Profile, tasks=TASK_NAMES, progress: bool = True, workers: int = 1) -> list[str]:
+def build_tuning(store: ArtifactStore, profile: Profile, tasks=TASK_NAMES, progress: bool = True, workers: int = 1,
+                 pool=None) -> list[str]:
     """Tune the compared methods of every task whose profile asks for it (``Profile.tune``)."""
     built = []
     if not profile.tune:
@@ -95,7 +97,7 @@ def build_tuning(store: ArtifactStore, profile: Profile, tasks=TASK_NAMES, progr
         key = (task, "tuning")
         if store.is_valid(*key) and _tuning_matches(store.manifest(*key)["meta"], profile):
             continue
-        result = tune_task(store, task, profile, progress, workers)
+        result = tune_task(store, task, profile, progress, workers, pool)
         with store.writer(*key, meta={"profile": profile.name, "steps": profile.steps, "methods": result,
                                       "grids": _grids()}):
             pass

@@ -215,9 +215,9 @@ class CaptionTask(Task):
         size: int = DEFAULT_IMAGE_SIZE,
         progress: bool | Callable[[int, int], None] = False,
     ) -> TaskData:
-        """n scenes with 5 captions each. Image i depends only on (seed, i, size), so
-        generate(n, seed)[:k] equals generate(k, seed) (labels up to float rounding of batched
-        text inference; bit-equal within one process thanks to the embedding cache).
+        """n scenes with 5 captions each. Image i and its label depend only on (seed, i, size),
+        so generate(n, seed)[:k] equals generate(k, seed) bit for bit (a sentence's embedding
+        does not depend on its batch-mates; ``dml_core.core.text``).
 
         meta: captions (5 strings), objects ("dog, ball"), category (main object's
         super-category), main_object, n_objects (instances, 1-5), background.

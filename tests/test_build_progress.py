@@ -128,14 +128,49 @@ def test_progress_words_name_the_stage_the_queue_place_and_the_faults(tmp_path):
                                                                     "about 2 min of training left"]
 
 
-def test_the_built_home_ran_its_waves_in_order_and_says_done(built_home):
-    report = json.loads((built_home / "build.json").read_text())
-    waves = [wave["wave"] for wave in report["waves"]]
-    assert waves == [w for w in WAVES if w in waves] and waves[0] == "first pair"
-    assert report["waves"][0] == {**report["waves"][0], "tasks": ["pose"], "models": 2}
-    progress = build_progress(str(built_home))
-    assert progress.state == "done" and progress.done == progress.planned > 0
-    store = ArtifactStore(built_home)
-    created = {(e["task"], e["model"]): store.manifest(e["task"], "models", e["model"])["created"] for e in progress.queue}
-    first = max(created[("pose", f"{m}-d128-s0")] for m in HEADLINE_PAIR)
-    assert all(t >= first for key, t in created.items()), "a model landed before the first pair"
+def test_run_build_makes_each_waves_inputs_just_before_its_models(tmp_path, monkeypatch):
+    """The stages, recorded: pose's data, features and pair come before any other task's data."""
+    from dml_core.pipeline import stages
+
+    calls = []
+
+    def recorder(name):
+        def stage(store, profile, tasks=None, *args, queue=None, on_model_done=None, **kwargs):
+            calls.append((name, tuple(tasks)))
+            if name == "models":
+                timings = {}
+                for entry in queue:
+                    on_model_done(entry.task, entry.spec.id, 1.0)
+                    timings.setdefault(entry.task, {})[entry.spec.id] = 1.0
+                return timings
+            return {task: {"seconds": 0.1} for task in tasks}
+        return stage
+
+    for name in ("data", "features", "tuning", "models"):
+        monkeypatch.setattr(stages, f"build_{name}", recorder(name))
+    monkeypatch.setattr(stages, "build_label_distances", recorder("label_distances"))
+    report = stages.run_build("tiny", TASKS, ArtifactStore(tmp_path), progress=False, workers=1)
+    assert calls[:5] == [("data", ("pose",)), ("features", ("pose",)), ("label_distances", ("pose",)),
+                         ("tuning", ("pose",)), ("models", ("pose",))]
+    assert calls[5] == ("data", ("layout", "caption"))
+    assert [wave["wave"] for wave in report["waves"]] == list(WAVES[:4])  # tiny trains no fine-tuned model
+    assert report["waves"][0]["models"] == 2
+    assert sum(len(models) for models in report["stages"]["models"]["detail"].values()) == len(build_queue(
+        get_profile("tiny"), TASKS))
+    progress = build_progress(str(tmp_path))
+    assert progress.state == "done" and progress.done == progress.planned == len(build_queue(get_profile("tiny"), TASKS))
+    assert running_build_pid(tmp_path) is None
+
+
+def test_a_failing_stage_leaves_a_failed_status_and_frees_the_lock(tmp_path, monkeypatch):
+    from dml_core.pipeline import stages
+
+    def broken(*args, **kwargs):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(stages, "build_data", broken)
+    with pytest.raises(OSError):
+        stages.run_build("tiny", ("pose",), ArtifactStore(tmp_path), progress=False, workers=1)
+    progress = build_progress(str(tmp_path))
+    assert progress.state == "failed" and "No space left on device" in progress.trouble()
+    assert running_build_pid(tmp_path) is None

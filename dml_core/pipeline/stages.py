@@ -111,7 +111,7 @@ def run_build(profile_name: str = "quick", tasks=TASK_NAMES, store: ArtifactStor
     for features and training; on a GPU models train one at a time in this process.
     backend: the ``dml_core.search.backends.Backend`` the galleries are searched with (default: from
     ``DML_INDEX`` / ``DML_MILVUS_URI``); its stage writes them there (nothing for FAISS flat).
-    log: where this build's output goes, for the status (``serve`` sets it).
+    log: where this build's output goes, for the status (default: ``DML_BUILD_LOG``, which ``app`` sets).
     """
     from dml_core.core.workers import default_workers, stoppable_pool
     from dml_core.search.backends import backend_from_env

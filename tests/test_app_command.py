@@ -56,6 +56,23 @@ def test_ctrl_c_stops_the_server_and_its_background_build(home_without_models, t
         wait_for(lambda: running_build_pid(home_without_models) is not None, 30, what="the background build")
         build_pid = running_build_pid(home_without_models)
         assert os.getpriority(os.PRIO_PROCESS, build_pid) > os.getpriority(os.PRIO_PROCESS, app.pid)  # niced
+
+        # A second server on the same home joins that build; stopping it leaves the build running.
+        second_port = free_port()
+        with app_command(home_without_models, second_port, "--profile", "tiny", "--tasks", "pose",
+                         log_path=tmp_path / "second.log") as second:
+            wait_for(lambda: healthy(f"http://127.0.0.1:{second_port}"), 60, what="the second server")
+            assert f"joined the build already running (process {build_pid})" in (tmp_path / "second.log").read_text()
+            second.send_signal(signal.SIGINT)
+            assert second.wait(60) == 0
+        assert running_build_pid(home_without_models) == build_pid
+        # A scripted build beside it is refused in one line.
+        refused = subprocess.run([sys.executable, "-m", "dml_core", "build", "--profile", "tiny", "--tasks", "pose"],
+                                 cwd=ROOT, env=dict(os.environ, DML_HOME=str(home_without_models)),
+                                 capture_output=True, text=True, timeout=120)
+        assert refused.returncode == 1 and "a build is already running" in refused.stderr, refused.stderr
+        assert "Traceback" not in refused.stderr
+
         app.send_signal(signal.SIGINT)
         assert app.wait(60) == 0
     wait_for(lambda: not _alive(build_pid), 30, what="the build's end")

@@ -110,7 +110,7 @@ def test_progress_words_name_the_stage_the_queue_place_and_the_faults(tmp_path):
         status.stage("models", ["pose"], 0)
         progress = build_progress(str(tmp_path))
         assert progress.running and (progress.done, progress.planned) == (0, 5)
-        assert progress.headline() == ("Building: training models (pose) · wave 1 of 5: first pair · 0 of 5 models · "
+        assert progress.headline() == ("Building: training models (pose) · wave 1 of 3: first pair · 0 of 5 models · "
                                        "time left: measuring")
         assert progress.queue_place("pose").startswith("being built now")
         assert progress.queue_place("caption") == "queued: 3 models ahead of it (wave 2, pairs)"

@@ -50,7 +50,8 @@ class BuildProgress:
             return f"Build {self.state}: {self.done} of {self.planned} models built"
         doing = STAGE_WORDS.get(self.stage, self.stage)
         where = f" ({', '.join(self.stage_tasks)})" if self.stage_tasks else ""
-        wave = f" · wave {self.wave + 1} of {len(WAVES)}: {WAVES[self.wave]}" if self.wave is not None else ""
+        waves = 1 + max((e["wave"] for e in self.queue), default=0)  # a profile without fine-tuned models has 4
+        wave = f" · wave {self.wave + 1} of {waves}: {WAVES[self.wave]}" if self.wave is not None else ""
         return f"Building: {doing}{where}{wave} · {self.done} of {self.planned} models · {eta_words(self.eta_s)}"
 
     def queue_place(self, task: str, model_id: str | None = None) -> str:

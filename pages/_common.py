@@ -21,9 +21,16 @@ def home() -> str:
     return app.home()
 
 
+#: The last catalog loaded per (task, DML_HOME): the next load (a new model landed) takes over its
+#: unchanged models instead of verifying and loading them all again.
+_LATEST: dict[tuple[str, str], Catalog] = {}
+
+
 @st.cache_resource(max_entries=6, show_spinner="Loading the task's gallery, models and indexes…")
 def _load(task: str, root: str, stamp: tuple) -> Catalog:
-    return app.open_catalog(task, root)
+    catalog = app.open_catalog(task, root, previous=_LATEST.get((task, root)))
+    _LATEST[(task, root)] = catalog
+    return catalog
 
 
 @st.cache_resource(max_entries=12, show_spinner=False)
@@ -68,6 +75,7 @@ def thumbs(task: str) -> app.Thumbnails:
 def clear_catalogs() -> None:
     """Forget every loaded catalog (after training a model), so all pages reload."""
     _load.clear()
+    _LATEST.clear()
     _thumbs.clear()
 
 

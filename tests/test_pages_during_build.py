@@ -121,3 +121,34 @@ def test_the_entry_page_shows_a_running_builds_progress_in_the_sidebar(homes, mo
     status.finish("done")
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
     assert not at.sidebar.get("progress")
+
+
+def test_a_catalog_reloaded_as_models_land_takes_over_the_unchanged_ones(built_home, tmp_path):
+    import os
+
+    import numpy as np
+
+    from dml_core.serve.catalog import load_catalog
+
+    shutil.copytree(built_home / "pose", tmp_path / "pose")
+    store = ArtifactStore(tmp_path)
+    first = load_catalog("pose", store)
+    again = load_catalog("pose", store, previous=first)
+    assert again.models.keys() == first.models.keys()
+    assert all(again.models[m] is first.models[m] for m in first.models)  # nothing verified or loaded twice
+
+    rewritten, removed = sorted(first.models)[:2]
+    manifest = store.path("pose", "models", rewritten, "manifest.json")
+    later = manifest.stat().st_mtime + 5
+    os.utime(manifest, (later, later))  # a rebuilt model writes a new manifest
+    shutil.rmtree(store.path("pose", "models", removed))
+    third = load_catalog("pose", store, previous=again)
+    assert removed not in third.models
+    assert third.models[rewritten] is not first.models[rewritten]
+    assert np.array_equal(third.models[rewritten].gallery, first.models[rewritten].gallery)
+    assert all(third.models[m] is first.models[m] for m in third.models if m != rewritten)
+
+    gallery = store.path("pose", "data", "gallery", "manifest.json")
+    os.utime(gallery, (later, later))  # new data: every model is loaded against it again
+    fourth = load_catalog("pose", store, previous=third)
+    assert all(fourth.models[m] is not third.models[m] for m in fourth.models)

@@ -30,8 +30,9 @@ def catalog_stamp(task: str, root: str) -> tuple:
     return tuple(stamp)
 
 
-def open_catalog(task: str, root: str) -> Catalog:
-    return load_catalog(task, ArtifactStore(root))
+def open_catalog(task: str, root: str, previous: Catalog | None = None) -> Catalog:
+    """The task's catalog; ``previous`` lends the models it loaded that have not changed since."""
+    return load_catalog(task, ArtifactStore(root), previous=previous)
 
 
 def built_tasks(root: str) -> list[str]:

@@ -88,6 +88,9 @@ class Catalog:
     damaged: dict[str, str] = field(default_factory=dict)  # model id -> why it was not loaded
     cache: dict = field(default_factory=dict, repr=False)  # derived per-catalog data (e.g. per-query scores)
     backend: Backend = field(default_factory=Backend)  # what every model's gallery is searched with
+    #: Manifest times of the data the models were loaded against, and of each model (``load_catalog``'s reuse).
+    data_stamp: tuple = ()
+    model_stamps: dict[str, float | None] = field(default_factory=dict, repr=False)
 
     @cached_property
     def task(self):
@@ -217,9 +220,14 @@ def load_model(store: ArtifactStore, task_name: str, model_id: str, backend: Bac
     )
 
 
-def load_catalog(task_name: str, store: ArtifactStore | None = None, backend: Backend | None = None) -> Catalog:
+def load_catalog(task_name: str, store: ArtifactStore | None = None, backend: Backend | None = None,
+                 previous: Catalog | None = None) -> Catalog:
     """Load what ``build`` made for ``task_name``; MissingArtifact says to run the build. ``backend``
-    (default: ``DML_INDEX`` / ``DML_MILVUS_URI``, see ``dml_core.search``) searches the galleries."""
+    (default: ``DML_INDEX`` / ``DML_MILVUS_URI``, see ``dml_core.search``) searches the galleries.
+
+    previous: an earlier catalog of the task; its models whose manifests have not been rewritten
+    since (same data, same backend) are taken over as they are, verified and loaded already. While
+    a build lands models one by one, a page's reload then costs the new model, not all of them."""
     store = store or ArtifactStore()
     backend = backend or backend_from_env()
     try:
@@ -229,14 +237,22 @@ def load_catalog(task_name: str, store: ArtifactStore | None = None, backend: Ba
     except MissingArtifact as exc:
         raise MissingArtifact(f"{exc}. Build it first: python -m dml_core build") from None
     check_backend(backend, store)  # an unreachable server is one error, not one per model
-    catalog = Catalog(task_name, gallery, queries, label_dist, backend=backend)
+    catalog = Catalog(task_name, gallery, queries, label_dist, backend=backend,
+                      data_stamp=(store.manifest_time(task_name, "data", "gallery"), store.manifest_time(task_name, "label_dist")))
+    reusable = previous.models if previous is not None and previous.data_stamp == catalog.data_stamp \
+        and previous.backend == backend and previous.task_name == task_name else {}
     profile = store.manifest(task_name, "data", "gallery")["meta"].get("profile")
     for model_id in store.list(task_name, "models", valid_only=False):
+        stamp = store.manifest_time(task_name, "models", model_id)
+        if model_id in reusable and stamp is not None and previous.model_stamps.get(model_id) == stamp:
+            catalog.models[model_id], catalog.model_stamps[model_id] = reusable[model_id], stamp
+            continue
         try:
             model = load_model(store, task_name, model_id, backend)
         except (ArtifactError, RuntimeError, ValueError, OSError) as exc:  # checksum, checkpoint, index errors
             catalog.damaged[model_id] = " ".join(str(exc).split())
             continue
+        catalog.model_stamps[model_id] = stamp
         if model.meta.get("profile") == profile:  # models of an older build index another gallery
             catalog.models[model_id] = model
     if not catalog.models and catalog.damaged:

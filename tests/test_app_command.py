@@ -126,7 +126,9 @@ def test_compare_open_during_a_build_shows_poses_pair_as_it_lands_without_a_relo
                                  cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                  start_new_session=True)
         try:
-            wait_for(lambda: running_build_pid(home_without_models) == build.pid, 60, what="the build's start")
+            wait_for(lambda: running_build_pid(home_without_models) == build.pid
+                     and (p := build_progress(str(home_without_models))) is not None and p.running,
+                     60, what="the build's start (its lock and its status file)")
             os.killpg(build.pid, signal.SIGSTOP)  # held before its first model, so the page opens on "not built yet"
             assert not any(store.is_valid("pose", "models", m) for m in PAIR)
             driver.get(f"{url}/compare?task=pose")

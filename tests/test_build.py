@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 from ranking_check import assert_top_k_up_to_ties
@@ -19,8 +20,11 @@ from dml_core.pipeline.tuning import build_tuning, tuned_settings
 
 
 def _all_artifacts(store):
-    for manifest in store.root.rglob("manifest.json"):
-        yield manifest.parent.relative_to(store.root).parts
+    # os.walk, not rglob: a running build renames its temp folders meanwhile, and os.walk skips
+    # a folder that vanished where rglob raises FileNotFoundError.
+    for directory, _, files in os.walk(store.root):
+        if "manifest.json" in files:
+            yield Path(directory).relative_to(store.root).parts
 
 
 def test_rerun_with_nothing_to_do_builds_nothing(built_home):

@@ -51,15 +51,16 @@ def test_the_cross_modal_model_trains_on_the_caption_vectors_the_data_stage_kept
     assert (kept * again).sum(-1).min() > 0.999  # the same sentences (bf16 CPUs round by batch)
 
 
-def test_build_killed_five_times_at_random_moments_resumes_and_every_artifact_verifies(tmp_path):
+def test_build_killed_three_times_at_random_moments_resumes_and_every_artifact_verifies(tmp_path):
     """SIGKILL the build at random points of its progress (after a random number of finished
-    artifacts, plus a random delay), five times; after every kill each finished artifact
+    artifacts, plus a random delay), three times; after every kill each finished artifact
     verifies, and a final rerun completes the build."""
     rng = random.Random(20261123)
     env = dict(os.environ, DML_HOME=str(tmp_path), PYTHONUNBUFFERED="1")
     command = [sys.executable, "-m", "dml_core", "build", "--profile", "tiny", "--tasks", "pose"]
     store = ArtifactStore(tmp_path)
-    targets = sorted(rng.sample(range(12), 5))  # finished artifacts before each kill (the build makes ~16)
+    # Three kills (five until the server's own kill-and-resume test joined it: tests/test_app_command.py)
+    targets = sorted(rng.sample(range(12), 3))  # finished artifacts before each kill (the build makes ~16)
     for target in targets:
         process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.time() + 300

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from scripts.load_test import free_port  # noqa: E402
+from scripts.load_test import free_port, stop_process  # noqa: E402
 
 #: Result tiles on Compare once both default models and the oracle show K = 10 results each.
 PAIR_TILES = 30
@@ -51,13 +51,7 @@ def app_command(home: str | os.PathLike, port: int, *options: str, log_path: str
     try:
         yield process
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+        stop_process(process, signal.SIGINT, 60)
         log.close()
 
 

@@ -42,6 +42,7 @@ import math
 import os
 import random
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -120,13 +121,20 @@ def streamlit_server(home: str | os.PathLike, port: int | None = None, log_path:
         wait_healthy(f"http://127.0.0.1:{port}", server)
         yield server, port
     finally:
-        server.terminate()
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(10)
+        stop_process(server, signal.SIGTERM, 20)
         log.close()
+
+
+def stop_process(process: subprocess.Popen, how: int = signal.SIGTERM, grace_s: float = 20) -> None:
+    """Send ``how`` to a still-running process, wait ``grace_s``, then SIGKILL it (a bounded stop)."""
+    if process.poll() is not None:
+        return
+    process.send_signal(how)
+    try:
+        process.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
 
 
 # ------------------------------------------------------------------------------- client

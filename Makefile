@@ -24,7 +24,7 @@ dev: setup
 
 test: setup
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=30
 
 bench: setup
 	$(PY) -m dml_core bench --profile $(PROFILE) --json BENCHMARKS.json

@@ -26,6 +26,17 @@ def _task_list(text: str) -> tuple[str, ...]:
     return names
 
 
+def _block_counts(text: str) -> tuple[int, ...]:
+    """Comma-separated counts of EfficientNet-Lite0's top blocks, 0..15."""
+    try:
+        counts = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        counts = ()
+    if not counts or not all(0 <= c <= 15 for c in counts):
+        raise argparse.ArgumentTypeError(f"expected comma-separated block counts 0..15, got {text!r}")
+    return counts
+
+
 def _task_name(text: str) -> str:
     """One task name (built-in or imported): what ``--task`` accepts."""
     known = task_names()
@@ -320,12 +331,24 @@ def cmd_export(args) -> int:
 
 def cmd_ceiling(args) -> int:
     from dml_core.bench.ceiling import run_ceiling
+    from dml_core.bench.report import CEILING_JSON, QUICK_CEILING_JSON, write_ceiling_section
     from dml_core.core.store import atomic_write_json
 
-    result = run_ceiling(args.tasks, regimes=not args.no_regimes, regime_tasks=args.regime_tasks)
     out = _output_path(args.json)
+    markdown = _output_path(args.markdown) if args.markdown else None
+    if markdown is not None:  # checked first: the measurement takes an hour
+        rendered = [(markdown.parent / name).resolve() for name in (CEILING_JSON, QUICK_CEILING_JSON)]
+        if out.resolve() not in rendered or not markdown.is_file():
+            print(f"error: {markdown} renders {' or '.join(map(str, rendered))}, not {out} (and must exist); "
+                  "nothing run", file=sys.stderr)
+            return 1
+    result = run_ceiling(args.tasks, regimes=not args.no_regimes, regime_tasks=args.regime_tasks,
+                         backbones=args.backbones, trained_blocks=args.trained_blocks)
     atomic_write_json(out, result)
     print(f"wrote {out}; `python -m dml_core bench` renders it as BENCHMARKS.md's Ceiling section")
+    if markdown is not None:
+        write_ceiling_section(markdown)
+        print(f"updated the Ceiling section of {markdown}")
     return 0
 
 
@@ -484,9 +507,15 @@ def _add_export(sub) -> None:
 def _add_ceiling(sub) -> None:
     parser = sub.add_parser("ceiling", help="what limits quality: label readouts, resolution, steps, d, embedders")
     parser.add_argument("--tasks", type=_task_list, default=("pose", "layout"))
-    parser.add_argument("--json", default="docs/bench/parser.json")
+    parser.add_argument("--json", default="docs/bench/ceiling.json",
+                        help="results file: docs/bench/ceiling.json for a full build, ceiling-quick.json for a quick one")
+    parser.add_argument("--markdown", default="", help="also rewrite the Ceiling section of this BENCHMARKS.md (the rest stays)")
     parser.add_argument("--no-regimes", action="store_true", help="skip the (slow) embedder comparison")
     parser.add_argument("--regime-tasks", type=_task_list, default=("pose",), help="tasks for the embedder comparison")
+    parser.add_argument("--backbones", action="store_true",
+                        help="also compare EfficientNet-Lite0/1/2 (readout, headline pair, ms/image) on every task")
+    parser.add_argument("--trained-blocks", type=_block_counts, default=(1, 2, 3),
+                        help="comma-separated counts of top backbone blocks the embedder rows train (0: head conv alone)")
     parser.set_defaults(func=cmd_ceiling)
 
 
@@ -504,7 +533,7 @@ def _add_scale(sub) -> None:
     parser.add_argument("--milvus-uri", default=None, metavar="URI", help="measure Milvus on this server (default: Milvus Lite)")
     parser.add_argument("--milvus-max-n", type=_positive_int, default=1_000_000, help="largest N tried on Milvus Lite")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", default="docs/bench/parser.json", help="results file (runs of other N are kept)")
+    parser.add_argument("--json", default="docs/bench/scale.json", help="results file (runs of other N are kept)")
     parser.add_argument("--markdown", default="", help="also rewrite the Scale section of this BENCHMARKS.md (the rest stays)")
     parser.set_defaults(func=cmd_scale)
 

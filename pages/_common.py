@@ -242,11 +242,13 @@ def model_header(catalog: Catalog, model_id: str) -> None:
     model = catalog.models[model_id]
     colour = app.method_colour(model.meta["method"])
     family = app.method_family(model.meta["method"])
-    kind = f"{family} supervision" if family in ("binary", "continuous") else family
+    supervision = f"{family} supervision" if family in ("binary", "continuous") else family
+    sub = " · ".join(dict.fromkeys([app.kind_label(model.meta), supervision, f"{model.meta.get('metric', '')} distance"]))
     st.markdown(
         f"<div class='bb-head' style='border-color:{colour}'>"
-        f"<div class='bb-method'><span class='bb-dot' style='background:{colour}'></span>{app.model_label(model)}</div>"
-        f"<div class='bb-sub'>{kind} · {model.meta.get('metric', '')} distance</div></div>",
+        f"<div class='bb-method'><span class='bb-dot' style='background:{colour}'></span>"
+        f"{app.model_label(model, with_kind=False)}</div>"
+        f"<div class='bb-sub'>{sub}</div></div>",
         unsafe_allow_html=True,
     )
 

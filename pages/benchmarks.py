@@ -92,7 +92,7 @@ with this_build:
             fig.add_vline(1, line=app.REFERENCE_LINES["oracle"])
             fig.update_layout(title=dict(text="Where each method stands, on the whole scale", font=dict(size=13)))
             ui.chart(ui.style_figure(fig, 90 + 28 * len(ordered)), key="bench_gap")
-        columns = ["method", "family", "seeds", *app.HEADLINE_LABELS]
+        columns = ["method", "kind", "family", "seeds", *app.HEADLINE_LABELS]
         if summary["seeds"].max() > 1:
             columns += [c for c in summary.columns if c.endswith(" ±")]
         table, scale_rows = app.with_reference(summary[columns], reference)
@@ -145,7 +145,7 @@ with this_build:
                         f"{100 * spread / span:.0f}% of the distance from random retrieval to the oracle.")
 
     st.subheader("Every model")
-    every = app.metrics_table(catalog)[["model", "origin", *(app.METRIC_LABELS[k] for k in ("ndcg@10", "mld@10", "gap_closed@10", "spearman"))]]
+    every = app.metrics_table(catalog)[["model", "kind", "origin", *(app.METRIC_LABELS[k] for k in ("ndcg@10", "mld@10", "gap_closed@10", "spearman"))]]
     every, scale_rows = app.with_reference(every, reference, label_column="model")
     ui.metric_table(every, reference_rows=scale_rows, height=38 + 35 * len(every))  # every row, no inner scrolling
     left, right = st.columns([1, 2.2], gap="large", vertical_alignment="bottom")

@@ -19,7 +19,7 @@ ui.page_header("Training lab", "Train a model with the loss, mining and embedder
 
 METHOD_NAMES = {"log_ratio": "Log-ratio (dense)", "rank_n_contrast": "Rank-N-Contrast", "dense_triplet": "Dense triplet",
                 "binary_triplet": "Binary triplet", "contrastive": "Contrastive"}
-EMBEDDER_NAMES = {"head": "Head on frozen features", "cnn": "Compact CNN, end to end"}
+EMBEDDER_NAMES = {"head": "Head on frozen features", "top_blocks": "Fine-tuned backbone", "cnn": "Compact CNN, end to end"}
 MINER_NAMES = {"all": "all violating", "semihard": "semi-hard", "hard": "hard", "easy": "easy", "batch_hard": "batch-hard"}
 
 
@@ -34,8 +34,10 @@ def loss_figure(losses, colour, height=260):
 form, live = st.columns([1, 1.6], gap="large")
 with form:
     embedder = st.radio("Embedder", lab.LAB_EMBEDDERS, format_func=EMBEDDER_NAMES.get, key="lab_embedder", horizontal=True,
-                        help="Head: an MLP on the cached EfficientNet-Lite0 features (what every build model trains). "
-                             "CNN: the small network of dml_core/learn/cnn.py trained from scratch on the task's images.")
+                        help="Head: an MLP on the cached EfficientNet-Lite0 features (what most build models train). "
+                             "Fine-tuned backbone: EfficientNet-Lite0's top block trained with the head, on cached "
+                             "activations of the blocks below (dml_core/learn/top_blocks.py). CNN: the small network of "
+                             "dml_core/learn/cnn.py trained from scratch on the task's images.")
     method = st.radio("Loss", lab.lab_methods(embedder), format_func=METHOD_NAMES.get, key="lab_method", horizontal=True)
     miner = None
     if method == "binary_triplet":
@@ -48,14 +50,14 @@ with form:
     steps = st.slider("Steps", 10, 1000, min(max(profile.steps, 10), 1000), step=10, key="lab_steps",
                       help=f"The build trained its models for {profile.steps} steps; same batch size and optimiser.")
     seed = st.number_input("Seed", 0, 99, 0, key="lab_seed")
-    model_id = lab.lab_model_id(method_id, dim, seed)
+    model_id = lab.lab_model_id(method_id, dim, seed, embedder)
     exists = model_id in catalog.models
     running = lab.active_job()
     start = st.button("Train", type="primary", icon="▶️", disabled=running is not None, width="stretch", key="lab_train")
     st.caption(f"Saved as `{model_id}`" + (" — replaces the lab model with these settings." if exists else "."))
     if start:
         try:
-            job = lab.start_job(task, method_id, dim, steps, seed, home=ui.home())
+            job = lab.start_job(task, method_id, dim, steps, seed, home=ui.home(), embedder=embedder)
             st.session_state["lab_job"] = job.id
             running = job
         except lab.LabBusy as exc:
@@ -66,6 +68,11 @@ with form:
 job = lab.get_job(st.session_state.get("lab_job")) or running
 
 with live:
+    if embedder == "top_blocks":
+        st.info("**A step costs more than a head's.** Each step runs EfficientNet-Lite0's top block, its 1×1 head "
+                "convolution and the head forward and backward on a batch of cached activations (the progress line "
+                "shows the steps/s); the activations are computed once, the first time, before the first step.",
+                icon=":material/info:")
     if embedder == "cnn":
         full = app.get_profile("full")
         images = lab.training_images(ui.home(), task, embedder)

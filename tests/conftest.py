@@ -1,4 +1,4 @@
-"""Shared fixtures. ``built_home``: a DML_HOME with the tiny profile built once per session."""
+"""Shared fixtures. ``built_home``: a DML_HOME with the tiny profile (and the fine-tuned pair) built once per session."""
 import sys
 from pathlib import Path
 
@@ -10,12 +10,13 @@ sys.path.insert(0, str(ROOT))
 
 @pytest.fixture(scope="session")
 def built_home(tmp_path_factory):
-    """Artifacts of ``build --profile tiny`` for all three tasks (about a minute, once)."""
+    """Artifacts of ``build --profile tiny_ft`` for all three tasks: the tiny profile with the fine-tuned
+    pair on every task (about a minute, once)."""
     from dml_core.core.store import ArtifactStore
     from dml_core.pipeline.stages import run_build
 
     home = tmp_path_factory.mktemp("dml_home")
-    run_build("tiny", store=ArtifactStore(home), progress=False)
+    run_build("tiny_ft", store=ArtifactStore(home), progress=False)
     return home
 
 

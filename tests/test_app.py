@@ -25,7 +25,7 @@ from dml_core.app.queries import (
     filter_queries,
 )
 from dml_core.app.tables import ablation_frame, curve_frame, method_summary, metrics_table
-from dml_core.app.labels import image_meta
+from dml_core.app.labels import default_model_ids, image_meta, kind_label, model_label
 from dml_core.app.tiles import Thumbnails, distance_fractions, hit_tiles, page_of, quality_colour, tiles_html
 from dml_core.core.images import ImageInputError
 from dml_core.core.store import ArtifactStore, MissingArtifact
@@ -157,7 +157,11 @@ def test_metric_tables_read_the_stored_metrics(pose):
     row = table[table["model"] == "log_ratio-d128-s0"].iloc[0]
     assert row["nDCG@10"] == pose.models["log_ratio-d128-s0"].meta["metrics"]["ndcg@10"]
     summary = method_summary(pose, 128)
-    assert set(summary["method"]) == {"imagenet", "contrastive", "binary_triplet", "dense_triplet", "log_ratio", "rank_n_contrast"}
+    assert set(summary["method"]) == {"imagenet", "contrastive", "binary_triplet", "dense_triplet", "log_ratio", "rank_n_contrast",
+                                      "binary_triplet_ft", "log_ratio_ft"}
+    kinds = dict(zip(summary["method"], summary["kind"]))
+    assert kinds["imagenet"] == "pretrained" and kinds["log_ratio"] == "head on frozen features"
+    assert kinds["log_ratio_ft"] == kinds["binary_triplet_ft"] == "fine-tuned backbone"
     curves = curve_frame(pose, 128)
     ks = sorted(curves[(curves["method"] == "log_ratio") & (curves["metric"] == "ndcg")]["K"])
     assert ks == [1, 5, 10, 20, 50, 100]
@@ -165,6 +169,20 @@ def test_metric_tables_read_the_stored_metrics(pose):
     assert sorted(ablation[ablation["method"] == "log_ratio"]["dim"]) == [16, 128]
     value = ablation[(ablation["method"] == "binary_triplet") & (ablation["dim"] == 16)]["value"].item()
     assert value == pose.models["binary_triplet-d16-s0"].meta["metrics"]["ndcg@10"]
+
+
+def test_every_model_is_named_with_its_kind_and_compare_opens_on_the_fine_tuned_pair(pose):
+    labels = {m: model_label(pose.models[m]) for m in pose.models}
+    assert labels["imagenet"] == "ImageNet features · pretrained"
+    assert labels["log_ratio-d128-s0"] == "log ratio · head on frozen features · d=128"
+    assert labels["log_ratio_ft-d128-s0"] == "log ratio · fine-tuned backbone · d=128"
+    assert default_model_ids(pose) == ["binary_triplet_ft-d128-s0", "log_ratio_ft-d128-s0"]
+    heads_only = type("Heads", (), {"models": {m: v for m, v in pose.models.items() if "_ft" not in m},
+                                    "model_ids": lambda self: [m for m in pose.model_ids() if "_ft" not in m]})()
+    assert default_model_ids(heads_only) == ["binary_triplet-d128-s0", "log_ratio-d128-s0"]
+    # a CNN model's stored config names its embedder; a model stored before kinds existed falls back to its method's
+    cnn = {"method": "log_ratio_ft", "dim": 128, "config": {"embedder": "cnn"}}
+    assert kind_label(cnn) == "CNN trained end to end" and kind_label({"method": "log_ratio", "dim": 8}) == "head on frozen features"
 
 
 def test_bench_tables_format_mean_and_spread():

@@ -8,13 +8,15 @@ from dml_core.core.store import ArtifactStore
 def test_bench_writes_the_json_schema_report_and_plots(built_home, tmp_path, one_torch_thread):
     out = tmp_path / "BENCHMARKS.json"
     markdown = tmp_path / "BENCHMARKS.md"
-    result = bench.run_bench("tiny", out, store=ArtifactStore(built_home), markdown_path=markdown, speed=False)
+    result = bench.run_bench("tiny_ft", out, store=ArtifactStore(built_home), markdown_path=markdown, speed=False)
     stored = json.loads(out.read_text())
-    assert stored["profile"] == "tiny" and set(stored["tasks"]) == {"pose", "layout", "caption"}
+    assert stored["profile"] == "tiny_ft" and set(stored["tasks"]) == {"pose", "layout", "caption"}
     pose = stored["tasks"]["pose"]
     for task in ("pose", "layout", "caption"):
         methods = stored["tasks"][task]["methods"]
-        assert {"imagenet", "contrastive", "binary_triplet", "dense_triplet", "log_ratio", "rank_n_contrast"} <= set(methods)
+        assert {"imagenet", "contrastive", "binary_triplet", "dense_triplet", "log_ratio", "rank_n_contrast",
+                "binary_triplet_ft", "log_ratio_ft"} <= set(methods)
+        assert [methods[m]["kind"] for m in ("imagenet", "log_ratio", "log_ratio_ft")] == ["pretrained", "head", "top_blocks"]
         for method, summary in methods.items():
             for key in ("ndcg@10", "ndcg@100", "mld@10", "gap_closed@10", "ndcg_norm@10", "spearman", "seeds", "ndcg@10_std"):
                 assert key in summary, (task, method, key)
@@ -31,6 +33,7 @@ def test_bench_writes_the_json_schema_report_and_plots(built_home, tmp_path, one
     text = markdown.read_text()
     assert [line for line in text.splitlines() if line.startswith("## ")][:4] == ["## Summary", "## pose", "## layout", "## caption"]
     assert "| method | d=16 | d=128 |" in text
+    assert "| log_ratio_ft | fine-tuned backbone |" in text and "pose fine-tuned backbone" in text
     assert "| *random* |" in text and "| *oracle* |" in text and "gap closed@10" in text
     for name in ("curves_pose.png", "curves_layout.png", "curves_caption.png", "dim_ablation.png"):
         assert (tmp_path / "docs" / "bench" / name).stat().st_size > 5_000
@@ -60,3 +63,32 @@ def test_first_run_lines_give_the_quick_build_alone_and_on_a_shared_cpu(tmp_path
                                   "alone": {"build_s": 200.2, "stages": {"models": {"seconds": 150.0}}}}))
     busy = report._first_run_lines(quick, shared)[1]
     assert "400 s (models 300 s), against 200 s (models 150 s) alone" in busy and "2.00× slower" in busy
+
+
+def test_ceiling_section_is_rewritten_in_place(tmp_path):
+    from dml_core.bench.ceiling import KEYS
+
+    markdown = tmp_path / "BENCHMARKS.md"
+    markdown.write_text("# Benchmarks\n\n## Speed\n\nfast\n")
+    row = {"knob": "embedder", "setting": "head conv + head trained, 20 steps", "method": "log_ratio_ft",
+           **dict.fromkeys(KEYS, 0.5), "seconds": 3.0}
+    scale = {"random": dict.fromkeys(KEYS, 0.0), "oracle": dict.fromkeys(KEYS, 1.0)}
+    quick = {"tasks": {"pose": {"profile": "quick", "train": 1500, "rows": [row], **scale}}}
+    (tmp_path / "docs" / "bench").mkdir(parents=True)
+    (tmp_path / report.QUICK_CEILING_JSON).write_text(json.dumps(quick))
+    report.write_ceiling_section(markdown)
+    report.write_ceiling_section(markdown)  # replaces its own section, once
+    text = markdown.read_text()
+    assert text.count("## Ceiling") == 1 and text.index("## Ceiling") < text.index("## Speed") and "fast" in text
+    assert "### pose (quick profile, 1,500 training images)" in text and "| head conv + head trained, 20 steps |" in text
+    assert "- quick profile (seed 0): pose: fine-tuned backbone (1 top block + head conv)" in text
+
+
+def test_ceiling_refuses_a_markdown_it_would_not_render(tmp_path, capsys):
+    from dml_core import cli
+
+    markdown = tmp_path / "BENCHMARKS.md"
+    markdown.write_text("# Benchmarks\n")
+    code = cli.main(["ceiling", "--json", str(tmp_path / "elsewhere.json"), "--markdown", str(markdown)])
+    assert code == 1 and "nothing run" in capsys.readouterr().err
+    assert markdown.read_text() == "# Benchmarks\n" and not (tmp_path / "elsewhere.json").exists()

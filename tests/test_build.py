@@ -30,11 +30,11 @@ def _all_artifacts(store):
 def test_rerun_with_nothing_to_do_builds_nothing(built_home):
     store = ArtifactStore(built_home)
     before = {parts: store.manifest(*parts)["created"] for parts in _all_artifacts(store)}
-    report = run_build("tiny", store=store, progress=False)
+    report = run_build("tiny_ft", store=store, progress=False)  # the profile built_home was built with
     assert all(not stage["detail"] for stage in report["stages"].values()), report["stages"]
     assert {parts: store.manifest(*parts)["created"] for parts in _all_artifacts(store)} == before
     for task in ("pose", "layout", "caption"):
-        assert set(store.list(task, "models")) >= {spec.id for spec in model_plan(get_profile("tiny"), task)}
+        assert set(store.list(task, "models")) >= {spec.id for spec in model_plan(get_profile("tiny_ft"), task)}
 
 
 def test_the_cross_modal_model_trains_on_the_caption_vectors_the_data_stage_kept(built_home):
@@ -127,7 +127,8 @@ def test_a_cnn_model_saves_loads_and_queries_through_the_catalog_like_a_head(bui
     shutil.copytree(built_home / "pose", tmp_path / "pose", ignore=shutil.ignore_patterns("runs"))
     store = ArtifactStore(tmp_path)
     data = TaskFeatures(store, "pose", progress=False)
-    model_id = train_model(data, ModelSpec("log_ratio_ft", 16, 0), get_profile("tiny"), steps=5, progress=False)
+    model_id = train_model(data, ModelSpec("log_ratio_ft", 16, 0), get_profile("tiny_ft"), steps=5, progress=False,
+                           embedder="cnn")  # the CNN regime on the fixture's data (built with tiny_ft)
     meta = store.manifest("pose", "models", model_id)["meta"]
     assert meta["feature_mode"] == "images64" and 0 < meta["metrics"]["ndcg@10"] <= 1
 

@@ -10,7 +10,7 @@ import pytest
 from dml_core.app.progress import build_progress, eta_words
 from dml_core.core.store import ArtifactStore
 from dml_core.core.vocabulary import HEADLINE_PAIR
-from dml_core.learn.methods import CNN_METHODS
+from dml_core.learn.methods import FINE_TUNED
 from dml_core.pipeline.plan import WAVES, build_queue, model_plan
 from dml_core.pipeline.profiles import get_profile
 from dml_core.pipeline.status import (
@@ -37,8 +37,8 @@ def test_the_queue_holds_every_planned_model_once_in_the_order_people_need_them(
     assert {(e.task, e.spec.id) for e in queue[:2]} == {("pose", m) for m in first_pair}
     pairs = [(e.task, e.spec.id) for e in queue if e.wave == 1]
     assert pairs == [(t, m) for t in TASKS[1:] for m in sorted(first_pair)]
-    assert all(e.wave == WAVES.index("fine-tuned") for e in queue if e.spec.method in CNN_METHODS)
-    assert all(e.spec.method in CNN_METHODS for e in queue if e.wave == WAVES.index("fine-tuned"))
+    assert all(e.wave == WAVES.index("fine-tuned") for e in queue if e.spec.method in FINE_TUNED)
+    assert all(e.spec.method in FINE_TUNED for e in queue if e.wave == WAVES.index("fine-tuned"))
     main = [e for e in queue if e.wave == 2]
     assert all(e.spec.dim in (None, profile.dim) and e.spec.seed == profile.seeds[0] for e in main)
     # The queue follows the order of the tasks asked for: a build of layout first starts with layout.

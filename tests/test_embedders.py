@@ -195,7 +195,7 @@ def test_training_the_top_leaves_the_shared_backbone_alone(backbone):
 
 
 def test_split_rejects_bad_points(backbone):
-    for at in ("block15", "pooled", "stage3"):
+    for at in ("block16", "pooled", "stage3"):
         with pytest.raises(ValueError, match="split point"):
             backbone.split(at)
 

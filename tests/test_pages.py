@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from dml_core import app
 from dml_core.app import lab
 from dml_core.bench.run import reference_scores
 from dml_core.core.store import ArtifactStore
@@ -71,7 +72,7 @@ def test_compare_shows_both_models_the_oracle_and_each_ordering(use_built_home):
     assert len(grids) == 3  # binary triplet, log-ratio, oracle
     k = at.slider(key="cmp_k").value
     models = at.multiselect(key="cmp_models_pose").value
-    assert models == ["binary_triplet-d128-s0", "log_ratio-d128-s0"]
+    assert models == ["binary_triplet_ft-d128-s0", "log_ratio_ft-d128-s0"]  # the fine-tuned pair, where built
     hits = catalog.hits_for_query(query, models, k)
     for grid, model_id in zip(grids, models):
         assert tile_indices(grid) == [h.gallery_index for h in hits[model_id]]   # the index's search = the ordering's top K
@@ -465,6 +466,20 @@ def test_training_lab_trains_and_the_model_appears(lab_home):
     assert any("lab, 10 steps" in option for option in compare.multiselect(key="cmp_models_pose").options)
 
 
+def test_training_lab_fine_tunes_the_backbones_top_on_any_task(lab_home):
+    at = page("training_lab")
+    at.radio(key="lab_embedder").set_value("top_blocks").run()
+    no_exception(at)
+    assert at.radio(key="lab_method").options == ["Log-ratio (dense)", "Binary triplet"]
+    assert any("top block" in i.value for i in at.info)
+    at.radio(key="lab_method").set_value("binary_triplet").run()
+    job = train_in_lab(at)
+    assert job.model_id == "lab-top_blocks-binary_triplet_ft-d16-s0"
+    model = load_catalog("pose", ArtifactStore(lab_home)).models[job.model_id]
+    assert model.meta["feature_mode"] == "block14" and model.meta["config"]["embedder"] == "top_blocks"
+    assert "fine-tuned backbone" in app.model_label(model)
+
+
 def test_training_lab_offers_rank_n_contrast_and_the_cnn_embedder(lab_home):
     home = lab_home
     at = page("training_lab")
@@ -478,7 +493,7 @@ def test_training_lab_offers_rank_n_contrast_and_the_cnn_embedder(lab_home):
     assert at.radio(key="lab_method").options == ["Log-ratio (dense)", "Binary triplet"]
     at.radio(key="lab_method").set_value("log_ratio").run()
     job = train_in_lab(at)
-    assert job.model_id == "lab-log_ratio_ft-d16-s0"
+    assert job.model_id == "lab-cnn-log_ratio_ft-d16-s0"
     catalog = load_catalog("pose", ArtifactStore(home))
     assert catalog.models[job.model_id].meta["feature_mode"].startswith("images")
     # the comparison's axis runs from random retrieval's nDCG@10 to the oracle's, not from 0

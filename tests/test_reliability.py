@@ -192,7 +192,7 @@ def test_altered_or_truncated_index_projection_and_weights_are_never_loaded_and_
     assert "checksum" in damaged.damaged[index_victim] and "size" in damaged.damaged[projection_victim]
     assert set(damaged.models) == set(healthy.models) - set(damaged.damaged)
 
-    report = run_build("tiny", ("pose",), store, progress=False)
+    report = run_build("tiny_ft", ("pose",), store, progress=False)  # built_home's profile
     assert set(report["stages"]["models"]["detail"]["pose"]) == {index_victim, projection_victim, weights_victim}
     rebuilt = load_catalog("pose", store)
     assert not rebuilt.damaged and set(rebuilt.models) == set(healthy.models)

@@ -22,6 +22,17 @@ def test_round_trip_and_manifest(tmp_path):
     assert store.list("pose", "models") == ["a"]
 
 
+def test_update_meta_keeps_the_files(tmp_path):
+    store = ArtifactStore(tmp_path)
+    _write(store, "pose", "data", "gallery")
+    before = store.verify("pose", "data", "gallery", full=True)
+    store.update_meta("pose", "data", "gallery", profile="tiny")
+    after = store.verify("pose", "data", "gallery", full=True)
+    assert after["meta"] == {"value": 1.0, "profile": "tiny"} and after["files"] == before["files"]
+    with pytest.raises(MissingArtifact):
+        store.update_meta("pose", "data", "query", profile="tiny")
+
+
 def test_failed_write_keeps_previous_version(tmp_path):
     store = ArtifactStore(tmp_path)
     _write(store, "a")

@@ -154,8 +154,37 @@ def test_the_cnn_embedder_learns_from_images_and_reloads(tmp_path):
         fit(np.zeros((20, 7), np.float32), labels[:20], label_distance, "log_ratio_ft", steps=1, **SMALL)
 
 
+def test_the_top_blocks_embedder_trains_the_backbones_top_on_cached_activations_and_reloads(tmp_path):
+    from dml_core.features.backbone import shared_backbone
+    from dml_core.features.cache import compute_features
+    from dml_core.learn.top_blocks import split_mode
+
+    images, labels = discs(96, 0, size=128)
+    test_images, _ = discs(24, 1, size=128)
+    mode = split_mode(1)
+    activations, test_activations = (compute_features(shared_backbone(), x, mode=mode, progress=False)
+                                     for x in (images, test_images))
+    pretrained = dict(shared_backbone().split(mode, pool="spatial2x2")[1].named_parameters())
+    model, history = fit(activations, labels, label_distance, "log_ratio_ft", dim=16, steps=3, embedder="top_blocks",
+                         checkpoint=Checkpointing(tmp_path), **SMALL)
+    assert np.isfinite(history["loss"]).all() and model.trunk is not None
+    trained = dict(model.trunk.trunk.named_parameters())
+    assert trained.keys() == pretrained.keys()
+    assert not all(torch.equal(trained[name], pretrained[name]) for name in trained)  # the backbone's top learned
+    # its BatchNorm statistics stay ImageNet's while training
+    stats = {n: b for n, b in model.trunk.trunk.named_buffers() if n.endswith("running_mean")}
+    original = dict(shared_backbone().split(mode, pool="spatial2x2")[1].named_buffers())
+    assert stats and all(torch.equal(b, original[n]) for n, b in stats.items())
+    assert np.array_equal(embed(load_model(tmp_path), test_activations), embed(model, test_activations))
+    with pytest.raises(ValueError, match="activations"):
+        fit(images, labels, label_distance, "log_ratio_ft", steps=1, embedder="top_blocks", **SMALL)
+    assert split_mode(0) == "block15"  # the head convolution alone
+    with pytest.raises(ValueError, match="trained_blocks"):
+        split_mode(16)
+
+
 def test_fine_tuned_variants_share_their_base_method_but_the_embedder():
-    for method in methods.CNN_METHODS:
+    for method in methods.FINE_TUNED:
         base = methods.get_method(methods.base_method(method))
         fine_tuned = methods.get_method(method)
         assert fine_tuned.embedder == "cnn" and fine_tuned.loss == base.loss and fine_tuned.miner == base.miner

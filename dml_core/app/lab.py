@@ -20,7 +20,7 @@ import numpy as np
 
 from dml_core.core.store import ArtifactStore
 from dml_core.core.vocabulary import METHOD_COLOURS, ordered_methods
-from dml_core.learn.methods import COMPARED, FINE_TUNED_SUFFIX, METHODS
+from dml_core.learn.methods import COMPARED, FINE_TUNE_REGIMES, FINE_TUNED_SUFFIX, METHODS
 from dml_core.pipeline.features import TaskFeatures
 from dml_core.pipeline.models import train_model
 from dml_core.pipeline.plan import ModelSpec
@@ -29,8 +29,9 @@ from dml_core.pipeline.profiles import stored_profile
 #: Methods the lab offers; the binary triplet's miners are separate method ids.
 LAB_METHODS = tuple(ordered_methods(COMPARED))
 #: What a lab model trains (``learn.methods.EMBEDDERS``): an MLP head on the cached backbone
-#: features, or the compact CNN of ``dml_core.learn.cnn`` end to end on the images (the ``*_ft`` methods).
-LAB_EMBEDDERS = ("head", "cnn")
+#: features, or (the ``*_ft`` methods, on any task) the backbone's top block with it on cached
+#: activations, or the compact CNN of ``dml_core.learn.cnn`` end to end on the images.
+LAB_EMBEDDERS = ("head", "top_blocks", "cnn")
 MINERS = {"all": "binary_triplet", "semihard": "binary_triplet_semihard", "hard": "binary_triplet_hard",
           "easy": "binary_triplet_easy", "batch_hard": "binary_triplet_batch_hard"}
 DIMS = (16, 32, 64, 128, 256)
@@ -52,6 +53,7 @@ class Job:
     dim: int
     steps: int
     seed: int
+    embedder: str = "head"
     status: str = "starting"
     step: int = 0
     losses: list = field(default_factory=list)
@@ -99,18 +101,18 @@ def lab_methods(embedder: str = "head") -> tuple[str, ...]:
 
 
 def lab_miners(embedder: str = "head") -> tuple[str, ...]:
-    """The binary triplet's miners for ``embedder``: all of them on features, its tuned default for the CNN."""
+    """The binary triplet's miners for ``embedder``: all of them on features, its tuned default with a trained backbone."""
     return tuple(MINERS) if embedder == "head" else ("all",)
 
 
 def resolve_choice(method: str, miner: str | None = None, embedder: str = "head") -> str:
-    """Method id for a lab choice of loss, binary miner and embedder (``"cnn"`` → the ``*_ft`` variant)."""
+    """Method id for a lab choice of loss, binary miner and embedder (a trained backbone → the ``*_ft`` variant)."""
     if method not in lab_methods(embedder):
         raise ValueError(f"{method!r} has no {embedder} variant; choose from {', '.join(lab_methods(embedder))}")
     if embedder == "head":
         return resolve_method(method, miner)
     if miner not in (None, *lab_miners(embedder)):
-        raise ValueError(f"the CNN variant of the binary triplet trains with the {lab_miners(embedder)[0]!r} miner only")
+        raise ValueError(f"the fine-tuned binary triplet trains with the {lab_miners(embedder)[0]!r} miner only")
     return method + FINE_TUNED_SUFFIX
 
 
@@ -126,19 +128,29 @@ def training_images(home: str | Path, task: str, embedder: str) -> int:
     return count
 
 
-def lab_model_id(method: str, dim: int, seed: int = 0) -> str:
-    return ModelSpec(method, dim, seed, prefix="lab-").id
+def lab_spec(method: str, dim: int, seed: int = 0, embedder: str = "head") -> ModelSpec:
+    """A lab model's spec; a fine-tuned method's id names its embedder, so both regimes can be kept."""
+    return ModelSpec(method, dim, seed, prefix="lab-" if embedder == "head" else f"lab-{embedder}-")
 
 
-def start_job(task: str, method: str, dim: int = 128, steps: int = 200, seed: int = 0, home: str | Path | None = None) -> Job:
+def lab_model_id(method: str, dim: int, seed: int = 0, embedder: str = "head") -> str:
+    return lab_spec(method, dim, seed, embedder).id
+
+
+def start_job(task: str, method: str, dim: int = 128, steps: int = 200, seed: int = 0, home: str | Path | None = None,
+              embedder: str | None = None) -> Job:
     """Start training ``method`` (a ``METHODS`` id) on ``task``'s cached features in a thread.
 
     dim: embedding width (1–1024). steps: optimiser steps (1–``MAX_STEPS``). seed: makes the
-    run deterministic. home: the artifact root (default ``DML_HOME``). Raises ValueError for a
-    bad setting and LabBusy when a job is already training.
+    run deterministic. home: the artifact root (default ``DML_HOME``). embedder: for a fine-tuned
+    method, "top_blocks" or "cnn" (``learn.methods.FINE_TUNE_REGIMES``; default: the method's own).
+    Raises ValueError for a bad setting and LabBusy when a job is already training.
     """
     if method not in METHODS or method == "cross_modal":
         raise ValueError(f"unknown method {method!r}")
+    embedder = embedder or METHODS[method].embedder
+    if embedder not in LAB_EMBEDDERS or (embedder == "head") != (METHODS[method].embedder == "head"):
+        raise ValueError(f"{method!r} cannot train the {embedder!r} embedder")
     if not 1 <= int(dim) <= 1024:
         raise ValueError(f"dimension must be between 1 and 1024, got {dim}")
     if not 1 <= int(steps) <= MAX_STEPS:
@@ -148,7 +160,7 @@ def start_job(task: str, method: str, dim: int = 128, steps: int = 200, seed: in
     with _lock:
         if any(job.running for job in _jobs.values()):
             raise LabBusy("a model is already training; wait for it to finish (or stop it)")
-        job = Job(uuid.uuid4().hex[:10], str(store.root), task, method, int(dim), int(steps), int(seed))
+        job = Job(uuid.uuid4().hex[:10], str(store.root), task, method, int(dim), int(steps), int(seed), embedder)
         _jobs[job.id] = job
     job.thread = threading.Thread(target=_run, args=(job,), name=f"lab-{job.id}", daemon=True)
     job.thread.start()
@@ -177,7 +189,8 @@ def _run(job: Job) -> None:
         store = ArtifactStore(job.home)
         profile = stored_profile(store, job.task)
         data = task_features(store, job.task)
-        spec = ModelSpec(job.method, job.dim, job.seed, prefix="lab-")
+        spec = lab_spec(job.method, job.dim, job.seed, job.embedder)
+        regime = FINE_TUNE_REGIMES.get(job.embedder, {}) if job.embedder != "head" else {}
         store.remove(job.task, "runs", spec.id)  # the lab always starts afresh, never resumes
         job.status = "training"
 
@@ -188,7 +201,8 @@ def _run(job: Job) -> None:
                 job.status = "saving"
             return not job.stop_requested
 
-        job.model_id = train_model(data, spec, profile, steps=job.steps, origin="lab", progress=False, on_step=on_step)
+        job.model_id = train_model(data, spec, profile, steps=job.steps, origin="lab", progress=False, on_step=on_step,
+                                   **regime)
         job.status = "stopped" if job.stop_requested else "done"
     except Exception as exc:  # shown to the person in one line; the traceback goes to the log
         traceback.print_exc()

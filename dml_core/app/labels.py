@@ -1,20 +1,32 @@
 """How models and images are named and described on the pages: model labels, attributes, captions."""
 from __future__ import annotations
 
-from dml_core.core.vocabulary import BASELINE, HEADLINE_PAIR, PRETRAINED
+from dml_core.core.vocabulary import BASELINE, EMBEDDER_KINDS, HEADLINE_PAIR, PRETRAINED
 
 
-def model_label(model) -> str:
-    """A short human name: ``log ratio · d=128`` plus seed and a ``lab`` mark when relevant."""
+def model_kind(meta: dict) -> str:
+    """A key of ``EMBEDDER_KINDS``: what a stored model's training changed (its ``meta``)."""
+    from dml_core.learn.methods import embedder_kind
+
+    return "pretrained" if meta["method"] in PRETRAINED else embedder_kind(meta["method"], meta.get("config"))
+
+
+def kind_label(meta: dict) -> str:
+    """The model's kind as people read it: "pretrained", "head on frozen features", "fine-tuned backbone" …"""
+    return EMBEDDER_KINDS.get(model_kind(meta), model_kind(meta))
+
+
+def model_label(model, with_kind: bool = True) -> str:
+    """A short human name with the model's kind: ``log ratio · fine-tuned backbone · d=128``, plus
+    seed and a ``lab`` mark when relevant; ``with_kind=False`` leaves the kind out (for headers
+    that show it on their own line)."""
     meta = model.meta
+    kind = [kind_label(meta)] if with_kind else []
     if meta["method"] in PRETRAINED:
-        return "ImageNet features" if meta["method"] == BASELINE else "CLIP features"
-    from dml_core.learn.methods import FINE_TUNED_SUFFIX, base_method
+        return " · ".join(["ImageNet features" if meta["method"] == BASELINE else "CLIP features", *kind])
+    from dml_core.learn.methods import base_method
 
-    parts = [base_method(meta["method"]).replace("_", " ")]
-    if meta["method"].endswith(FINE_TUNED_SUFFIX):
-        parts.append("CNN end to end")
-    parts.append(f"d={meta['dim']}")
+    parts = [base_method(meta["method"]).replace("_", " "), *kind, f"d={meta['dim']}"]
     if meta.get("seed"):
         parts.append(f"seed {meta['seed']}")
     if meta.get("origin") == "lab":
@@ -22,11 +34,19 @@ def model_label(model) -> str:
     return " · ".join(parts)
 
 
-def default_model_ids(catalog, wanted=tuple(f"{method}-d128-s0" for method in HEADLINE_PAIR)) -> list[str]:
-    """The Compare page's default columns: binary triplet vs log-ratio at d=128, else the first two."""
-    ids = catalog.model_ids()
-    chosen = [m for m in wanted if m in catalog.models]
-    for m in ids:
+#: Compare's default columns, first found first: the fine-tuned pair where the build has it
+#: (the paper's comparison where the backbone learns), else the heads'.
+DEFAULT_PAIRS = (tuple(f"{method}_ft-d128-s0" for method in HEADLINE_PAIR), tuple(f"{method}-d128-s0" for method in HEADLINE_PAIR))
+
+
+def default_model_ids(catalog, pairs=DEFAULT_PAIRS) -> list[str]:
+    """The Compare page's default columns: binary triplet vs log-ratio at d=128 (fine-tuned when
+    both are built, else heads on frozen features), else the first two models."""
+    for pair in pairs:
+        if all(m in catalog.models for m in pair):
+            return list(pair)
+    chosen = [m for m in pairs[-1] if m in catalog.models]
+    for m in catalog.model_ids():
         if len(chosen) >= 2:
             break
         if m not in chosen:

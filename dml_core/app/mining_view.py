@@ -31,6 +31,7 @@ from dml_core.app.tiles import Thumbnails, Tile, distance_fractions, quality_col
 from dml_core.core.store import ArtifactStore
 from dml_core.core.vocabulary import METHOD_COLOURS
 from dml_core.data.tasks import get_task
+from dml_core.features.backbone import TRAIN_MODE
 from dml_core.learn import train
 from dml_core.learn.methods import get_method
 from dml_core.learn.mining import (
@@ -362,11 +363,12 @@ class MiningView:
 
 
 def trained_heads(catalog) -> dict:
-    """The catalog's d=128 heads on backbone features (not the ImageNet baseline, not CNNs), in display order."""
+    """The catalog's d=128 heads on backbone features (not the ImageNet baseline, not the fine-tuned
+    backbones), in display order."""
     heads = {}
     for model_id in catalog.model_ids():
         model = catalog.models[model_id]
-        if model.head is not None and not model.embeds_images and model.meta.get("dim") == 128:
+        if model.head is not None and model.input_mode == TRAIN_MODE and model.meta.get("dim") == 128:
             heads[model_id] = model.head
     return heads
 

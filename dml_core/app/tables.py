@@ -4,11 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from dml_core.app.labels import kind_label
 from dml_core.core.vocabulary import HEADLINE_METRICS, HEADLINE_PAIR, METRIC_LABELS, PRETRAINED, method_family
 
 
 def metrics_table(catalog, dim: int | None = None) -> pd.DataFrame:
-    """One row per model of the catalog: model, method, family, dim, seed, origin and the
+    """One row per model of the catalog: model, method, kind, family, dim, seed, origin and the
     headline metrics from its stored ``meta["metrics"]`` (evaluated at build / training time).
 
     dim: keep only models of this embedding width (the ImageNet baseline is always kept).
@@ -19,7 +20,7 @@ def metrics_table(catalog, dim: int | None = None) -> pd.DataFrame:
         if dim is not None and meta["method"] not in PRETRAINED and meta["dim"] != dim:
             continue
         metrics = meta.get("metrics", {})
-        row = {"model": model_id, "method": meta["method"], "family": method_family(meta["method"]),
+        row = {"model": model_id, "method": meta["method"], "kind": kind_label(meta), "family": method_family(meta["method"]),
                "dim": meta["dim"], "seed": meta.get("seed", 0), "origin": meta.get("origin", "build")}
         for key in HEADLINE_METRICS:
             row[METRIC_LABELS[key]] = metrics.get(key, np.nan)
@@ -28,7 +29,7 @@ def metrics_table(catalog, dim: int | None = None) -> pd.DataFrame:
 
 
 def method_summary(catalog, dim: int) -> pd.DataFrame:
-    """Headline metrics per method at width ``dim`` from the build's models: mean over seeds,
+    """Headline metrics per method (with its kind) at width ``dim`` from the build's models: mean over seeds,
     with the standard deviation (ddof 1) as ``<metric> ±`` columns when there are several."""
     table = metrics_table(catalog, dim)
     if table.empty:
@@ -42,6 +43,7 @@ def method_summary(catalog, dim: int) -> pd.DataFrame:
         out[f"{name} ±"] = spread[name]
     out.insert(0, "seeds", grouped.size())
     out.insert(0, "family", [method_family(m) for m in out.index])
+    out.insert(0, "kind", grouped["kind"].first())
     return out.reset_index()
 
 

@@ -21,6 +21,7 @@ from dml_core.data.splits import load_split
 from dml_core.data.tasks import TASK_NAMES
 from dml_core.evaluate.metrics import DEFAULT_KS
 from dml_core.features.backbone import TRAIN_MODE, shared_backbone
+from dml_core.learn.methods import embedder_kind
 from dml_core.pipeline.features import TaskFeatures
 from dml_core.pipeline.plan import ABLATION_METHODS, model_plan
 from dml_core.pipeline.profiles import get_profile
@@ -31,16 +32,18 @@ SUMMARISED = ("ndcg@", "mld@", "gap_closed@", "ndcg_norm@")
 
 def collect_metrics(store: ArtifactStore, profile_name: str, tasks=TASK_NAMES) -> dict:
     """Per task: every method at the full dimension (frozen heads, fine-tuned variants, the
-    ImageNet baseline) and the dimension ablation, mean and std over seeds, plus what random
+    ImageNet baseline; each with its kind, ``learn.methods.embedder_kind``) and the dimension ablation, mean and std over seeds, plus what random
     retrieval and the oracle score on the same queries (the scale of every number)."""
     profile = get_profile(profile_name)
     out = {}
     for task in tasks:
         runs: dict[tuple[str, int | None], list[dict]] = {}
+        kinds = {}
         for spec in model_plan(profile, task):
             meta = store.manifest(task, "models", spec.id)["meta"]
             runs.setdefault((spec.method, meta["dim"] if spec.method != BASELINE else None), []).append(meta["metrics"])
-        methods = {method: _summarise(metrics) for (method, dim), metrics in runs.items()
+            kinds[spec.method] = "pretrained" if spec.method == BASELINE else embedder_kind(spec.method, meta.get("config"))
+        methods = {method: {**_summarise(metrics), "kind": kinds[method]} for (method, dim), metrics in runs.items()
                    if method == BASELINE or dim == profile.dim}
         ablation = {
             method: {str(dim): _summarise(runs[(method, dim)]) for (m, dim) in runs if m == method}

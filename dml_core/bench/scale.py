@@ -466,14 +466,6 @@ def markdown_lines(scale: dict) -> list[str]:
 def write_section(markdown_path: Path, scale: dict) -> None:
     """Replace (or add, before "## Speed") the Scale section of an existing BENCHMARKS.md, the rest
     of the file as it is: what ``scale --markdown`` does, so the other sections need no re-run."""
-    from dml_core.core.store import atomic_write_bytes
+    from dml_core.bench.markdown import replace_section
 
-    lines = Path(markdown_path).read_text().splitlines()
-    section = markdown_lines(scale)
-    headings = [i for i, line in enumerate(lines) if line.startswith("## ")]
-    start = next((i for i in headings if lines[i] == "## Scale"), None)
-    if start is not None:
-        end = next((i for i in headings if i > start), len(lines))
-    else:
-        start = end = next((i for i in headings if lines[i] == "## Speed"), len(lines))
-    atomic_write_bytes(markdown_path, ("\n".join([*lines[:start], *section, *lines[end:]]) + "\n").encode())
+    replace_section(markdown_path, markdown_lines(scale), before=("## Speed",))

@@ -205,6 +205,13 @@ class ArtifactStore:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
 
+    def update_meta(self, *parts: str, **changes) -> None:
+        """Change entries of a stored artifact's ``meta`` (its files stay as they are); the manifest
+        is replaced atomically."""
+        manifest = self.manifest(*parts)
+        manifest["meta"] = {**manifest.get("meta", {}), **changes}
+        atomic_write_json(self.path(*parts, MANIFEST), manifest)
+
     def remove(self, *parts: str) -> None:
         shutil.rmtree(self.path(*parts), ignore_errors=True)
 

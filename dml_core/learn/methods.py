@@ -29,8 +29,10 @@ LOSSES = ("contrastive", "triplet", "dense_triplet", "log_ratio", "rank_n_contra
 SAMPLINGS = {"contrastive": "binary", "triplet": "binary", "dense_triplet": "dense",
              "log_ratio": "dense", "rank_n_contrast": "matrix", "cross_modal": "captions"}
 #: What a method trains: "head" = an MLP head on cached backbone features (every method by
-#: default); "cnn" = a compact CNN trained end to end on the task's images (``dml_core.learn.cnn``).
-EMBEDDERS = ("head", "cnn")
+#: default); "top_blocks" = the backbone's top ``trained_blocks`` blocks with the head, on cached
+#: activations of the blocks below (``dml_core.learn.top_blocks``); "cnn" = a compact CNN trained
+#: end to end on the task's images (``dml_core.learn.cnn``).
+EMBEDDERS = ("head", "top_blocks", "cnn")
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,9 @@ class MethodConfig:
     lr, weight_decay: AdamW. warmup_fraction: linear warm-up share of the steps, then cosine
         decay to ``final_lr_fraction * lr``.
     hidden: width of the head's hidden layer (0: a linear head).
-    embedder: one of ``EMBEDDERS``: what is trained (a head on cached features, or a CNN on images).
+    embedder: one of ``EMBEDDERS``: what is trained (a head on cached features, the backbone's top
+        blocks with it, or a CNN on images).
+    trained_blocks: how many of the backbone's top blocks the "top_blocks" embedder trains.
     """
 
     id: str
@@ -73,6 +77,7 @@ class MethodConfig:
     final_lr_fraction: float = 0.05
     hidden: int = 512
     embedder: str = "head"
+    trained_blocks: int = 1
 
     def __post_init__(self):
         if self.loss not in LOSSES:
@@ -100,7 +105,10 @@ class MethodConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        if self.embedder != "top_blocks":  # only that embedder reads it: models stored before it existed stay current
+            del data["trained_blocks"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "MethodConfig":
@@ -147,17 +155,33 @@ METHODS: dict[str, MethodConfig] = {
                                 loss_args={"margin": 0.2, "negatives": "hardest"}, **COMMON),
 }
 
-#: Fine-tuned variants: the same loss and mining as the base method (``base_method``), trained
-#: end to end as a compact CNN on the task's images (``dml_core.learn.cnn``) instead of a head on
-#: frozen features. Neither is tuned (a grid would cost eight CNN trainings per task): both
-#: train with their defaults, the same (zero) tuning budget. The log-ratio's default there is the
-#: official code's plain Euclidean distance, measured better end to end (pose, 64-px CNN, 30,000
-#: images: nDCG@10 0.855 / 0.855 over two seeds against 0.793 / 0.824 squared; layout 0.975 vs
-#: 0.978, issue 15's audit); the binary triplet keeps its "all" miner.
+#: Fine-tuned variants: the same loss and mining as the base method (``base_method``), trained with
+#: the backbone instead of a head on frozen features. How the backbone trains is the task's
+#: regime (``FINE_TUNE_REGIMES``, chosen per task by measurement in ``pipeline.profiles``): its
+#: top blocks on cached activations, or the compact CNN end to end. Neither is tuned (a grid would
+#: cost eight backbone trainings per task): both train with their defaults, the same (zero) tuning
+#: budget. The log-ratio's default there is the official code's plain Euclidean distance, measured
+#: better end to end (pose, 64-px CNN, 30,000 images: nDCG@10 0.855 / 0.855 over two seeds against
+#: 0.793 / 0.824 squared; layout 0.975 vs 0.978, issue 15's audit); the binary triplet keeps its
+#: "all" miner.
 FINE_TUNED_SUFFIX = "_ft"
-CNN_METHODS = ("binary_triplet_ft", "log_ratio_ft")
+FINE_TUNED = ("binary_triplet_ft", "log_ratio_ft")
 METHODS["binary_triplet_ft"] = METHODS["binary_triplet"].replace(id="binary_triplet_ft", embedder="cnn")
 METHODS["log_ratio_ft"] = METHODS["log_ratio"].replace(id="log_ratio_ft", embedder="cnn", loss_args={"squared": False})
+
+#: How a fine-tuned method trains its backbone: a regime's name -> the method settings it overrides.
+FINE_TUNE_REGIMES: dict[str, dict] = {
+    "top_blocks": {"embedder": "top_blocks", "trained_blocks": 1},
+    "cnn": {"embedder": "cnn"},
+}
+
+
+def embedder_kind(method: str, config: dict | None = None) -> str:
+    """A key of ``core.vocabulary.EMBEDDER_KINDS`` for a stored model: "pretrained" for the untrained
+    baselines, else the embedder it trained (its stored ``config`` first, then the method's default)."""
+    if method not in METHODS:
+        return "pretrained" if not config else config.get("embedder", "head")
+    return (config or {}).get("embedder", METHODS[method].embedder)
 
 
 def base_method(method_id: str) -> str:

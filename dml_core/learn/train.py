@@ -118,7 +118,9 @@ def fit(inputs, labels=None, label_distance: Callable | None = None, method="log
     """Train an embedding model; returns ``(model, history)``.
 
     inputs: cached backbone features (N, F) or activations (N, C, H, W), numpy (memmaps fine)
-        or torch; for methods with ``embedder="cnn"``, uint8 images (N, S, S, 3).
+        or torch; for methods with ``embedder="cnn"``, uint8 images (N, S, S, 3); with
+        ``embedder="top_blocks"``, the backbone's activations below its trained blocks
+        (``learn.top_blocks.split_mode``).
         labels: (N, ...) labels for ``label_distance(labels_a, labels_b) -> (a, b)``.
     method: id in ``learn.methods.METHODS`` or a MethodConfig; ``steps`` and ``method_overrides``
         (e.g. ``lr=3e-4``, ``miner="hard"``) override its settings.
@@ -149,6 +151,13 @@ def fit(inputs, labels=None, label_distance: Callable | None = None, method="log
         if getattr(inputs, "ndim", 0) != 4 or inputs.shape[-1] != 3:
             raise ValueError(f"the cnn embedder trains on images (N, H, W, 3), got shape {getattr(inputs, 'shape', None)}")
         trunk, trunk_spec = cnn.compact_cnn(), cnn.trunk_spec()
+    elif config.embedder == "top_blocks" and trunk is None:
+        from dml_core.learn import top_blocks
+
+        if getattr(inputs, "ndim", 0) != 4 or inputs.shape[-1] == 3:
+            raise ValueError(f"the top_blocks embedder trains on cached activations (N, C, H, W) of feature mode "
+                             f"{top_blocks.split_mode(config.trained_blocks)!r}, got shape {getattr(inputs, 'shape', None)}")
+        trunk, trunk_spec = top_blocks.top_blocks(config.trained_blocks), top_blocks.trunk_spec(config.trained_blocks)
     meta = _run_meta(config, seed, inputs, dim)
     checkpoint_dir = checkpoint.directory if checkpoint is not None else None
     rng = np.random.default_rng(seed)

@@ -96,6 +96,7 @@ class TaskFeatures:
         self.train = load_split(store, task, "train")
         self.features = {split: split_features(store, task, split, progress=progress) for split in SPLITS}
         self._neighbours = None
+        self._activations: dict[tuple[str, str], np.ndarray] = {}
 
     @property
     def neighbours(self):
@@ -137,6 +138,14 @@ class TaskFeatures:
             np.save(tmp / "indices.npy", neighbours.indices)
             np.save(tmp / "distances.npy", neighbours.distances)
         return neighbours
+
+    def activations(self, mode: str, split: str) -> np.ndarray:
+        """The backbone's cached activations of a stored split in feature mode ``mode``
+        (``"block<k>"``): what the top-blocks embedder trains on and embeds."""
+        key = (mode, split)
+        if key not in self._activations:
+            self._activations[key] = split_features(self.store, self.task, split, mode=mode, progress=False)
+        return self._activations[key]
 
     def cnn_images(self, split: str) -> np.ndarray:
         """A stored split's images at ``CNN_IMAGE_SIZE``, what the CNN embedder embeds."""

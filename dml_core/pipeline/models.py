@@ -13,14 +13,13 @@ from dml_core.core.store import ArtifactStore
 from dml_core.core.vocabulary import BASELINE
 from dml_core.data.label_distances import query_gallery_label_distance
 from dml_core.data.tasks import TASK_NAMES, get_task
-from dml_core.features.backbone import pooled_from_spatial
+from dml_core.features.backbone import TRAIN_MODE, pooled_from_spatial
 from dml_core.features.factory import DEFAULT_BACKBONE
 from dml_core.pipeline.features import TaskFeatures, forget_loaded, worker_task_features
 from dml_core.pipeline.plan import (
     CROSS_MODAL,
     ModelSpec,
     feature_mode,
-    is_cnn,
     model_plan,
     planned_steps,
     relative_cost,
@@ -39,7 +38,8 @@ def train_model(
     data: TaskFeatures, spec: ModelSpec, profile: Profile, steps: int | None = None, origin: str = "build",
     progress: bool = True, on_step=None, device: str = "cpu", **method_overrides,
 ) -> str:
-    """Train (or resume) ``spec`` on cached features (or, for the CNN embedder, on images), then
+    """Train (or resume) ``spec`` on cached features (the top blocks on cached activations, the CNN
+    embedder on images), then
     store it with embeddings, index, projection and metrics; returns the model id.
     ``on_step(step, loss)`` returning False stops training early (the model is then stored as
     trained so far). Without ``method_overrides`` the method trains with the setting the tuning
@@ -49,17 +49,20 @@ def train_model(
     from dml_core.learn.train import fit
 
     store, task = data.store, data.task
-    steps = steps or planned_steps(spec, profile)
+    steps = steps or planned_steps(spec, task, profile)
     method_overrides = method_overrides or tuned_settings(store, task, profile, spec.method)
     if spec.method == BASELINE:
         gallery, query = (pooled_from_spatial(data.features[s]) for s in ("gallery", "query"))
         save_model(store, task, spec, profile, gallery, query, None, "cosine", steps=0, origin=origin)
         return spec.id
     run_dir = store.path(task, "runs", spec.id)
-    cross_modal, cnn = spec.method == CROSS_MODAL, is_cnn(spec.method)
-    if cnn:
+    cross_modal, mode = spec.method == CROSS_MODAL, feature_mode(spec.method, method_overrides)
+    if mode.startswith("images"):
         (inputs, labels), neighbours = data.cnn_train, data.cnn_neighbours
         gallery_inputs, query_inputs = data.cnn_images("gallery"), data.cnn_images("query")
+    elif mode != TRAIN_MODE:  # the top blocks train on the activations below them
+        inputs, labels, neighbours = data.activations(mode, "train"), data.train.labels, data.neighbours
+        gallery_inputs, query_inputs = data.activations(mode, "gallery"), data.activations(mode, "query")
     else:
         inputs, labels, neighbours = data.features["train"], data.train.labels, None if cross_modal else data.neighbours
         gallery_inputs, query_inputs = data.features["gallery"], data.features["query"]
@@ -113,9 +116,8 @@ def build_models(store: ArtifactStore, profile: Profile, tasks=TASK_NAMES, progr
             if not model_is_current(store, task, spec, profile)]
     if not jobs:
         return {}
-    jobs.sort(key=lambda job: -relative_cost(job[2], profile))
-    for task in dict.fromkeys(job[1] for job in jobs if is_cnn(job[2].method)):
-        TaskFeatures(store, task, progress).cnn_neighbours  # once, here, before the workers need them
+    jobs.sort(key=lambda job: -relative_cost(job[2], job[1], profile))
+    _prepare_inputs(store, profile, [(job[1], job[2]) for job in jobs], progress, pool if device == "cpu" else None)
     timings: dict = {}
     with tqdm(total=len(jobs), desc="models", unit="model", disable=not progress) as bar:
         def done(job, result):
@@ -133,14 +135,34 @@ def build_models(store: ArtifactStore, profile: Profile, tasks=TASK_NAMES, progr
     return {task: timings[task] for task in dict.fromkeys(job[1] for job in jobs) if task in timings}
 
 
+def _prepare_inputs(store: ArtifactStore, profile: Profile, planned, progress: bool, pool) -> None:
+    """What several workers' models of a task share, made once, here, before they need it: the CNN's
+    label neighbours, the top blocks' cached activations (in ``pool``'s workers when given)."""
+    from dml_core.data.splits import SPLITS
+    from dml_core.pipeline.features import split_features
+
+    needs = {}
+    for task, spec in planned:
+        mode = feature_mode(spec.method, tuned_settings(store, task, profile, spec.method))
+        if mode.startswith("images") or mode.startswith("block"):
+            needs.setdefault(task, set()).add(mode)
+    for task, modes in needs.items():
+        for mode in sorted(modes):
+            if mode.startswith("images"):
+                TaskFeatures(store, task, progress).cnn_neighbours
+            else:
+                for split in SPLITS:
+                    split_features(store, task, split, mode=mode, progress=progress, pool=pool)
+
+
 def model_is_current(store: ArtifactStore, task: str, spec: ModelSpec, profile: Profile) -> bool:
     key = (task, "models", spec.id)
     if not store.is_valid(*key, full=True):  # a model's files are small: checksum them all
         return False
     meta = store.manifest(*key)["meta"]
     settings = tuned_settings(store, task, profile, spec.method)
-    return (meta.get("profile") == profile.name and meta.get("steps") == planned_steps(spec, profile)
-            and meta.get("feature_mode") == feature_mode(spec.method) and meta.get("settings", {}) == settings
+    return (meta.get("profile") == profile.name and meta.get("steps") == planned_steps(spec, task, profile)
+            and meta.get("feature_mode") == feature_mode(spec.method, settings) and meta.get("settings", {}) == settings
             and meta.get("config") == trained_config(spec.method, settings))
 
 
@@ -157,7 +179,7 @@ def save_model(
     summary = {k: float(v) for k, v in result.items() if "@" in k or k == "spearman"}
     meta = {
         "task": task, "model_id": spec.id, "method": spec.method, "dim": int(gallery.shape[1]), "seed": spec.seed,
-        "metric": metric, "backbone": DEFAULT_BACKBONE, "feature_mode": feature_mode(spec.method),
+        "metric": metric, "backbone": DEFAULT_BACKBONE, "feature_mode": feature_mode(spec.method, settings),
         "profile": profile.name, "steps": steps, "origin": origin, "settings": settings or {}, "metrics": summary,
         "config": trained_config(spec.method, settings or {}),
     }

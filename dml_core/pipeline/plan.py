@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from dml_core.core.vocabulary import BASELINE, HEADLINE_PAIR
 from dml_core.data.tasks import get_task
 from dml_core.features.backbone import TRAIN_MODE
-from dml_core.learn.methods import CNN_METHODS, COMPARED
+from dml_core.learn.methods import COMPARED, FINE_TUNE_REGIMES, FINE_TUNED
 from dml_core.pipeline.profiles import Profile
 
 #: Every compared method trains at the profile's dimension for every seed.
@@ -38,8 +38,8 @@ def model_plan(profile: Profile, task: str | None = None) -> list[ModelSpec]:
     plan = [ModelSpec(BASELINE)]
     plan += [ModelSpec(m, profile.dim, seed) for seed in profile.seeds for m in METHODS_AT_FULL_DIM]
     plan += [ModelSpec(m, d, profile.seeds[0]) for m in ABLATION_METHODS for d in profile.ablation_dims]
-    if task in profile.cnn_tasks:
-        plan += [ModelSpec(m, profile.dim, seed) for seed in profile.cnn_seeds for m in CNN_METHODS]
+    if task is not None and profile.fine_tune_regime(task) is not None:
+        plan += [ModelSpec(m, profile.dim, seed) for seed in profile.fine_tune_seeds for m in FINE_TUNED]
     if task is not None and get_task(task).has_captions:
         plan.append(ModelSpec(CROSS_MODAL, profile.dim, profile.seeds[0]))
     return plan
@@ -63,8 +63,8 @@ class QueuedModel:
 
 
 def wave_of(spec: ModelSpec, task: str, first_task: str, profile: Profile) -> int:
-    if is_cnn(spec.method):
-        return 4
+    if spec.method in FINE_TUNED:
+        return WAVES.index("fine-tuned")
     main = spec.method == BASELINE or (spec.dim == profile.dim and spec.seed == profile.seeds[0])
     if main and spec.method in HEADLINE_PAIR:
         return 0 if task == first_task else 1
@@ -75,37 +75,57 @@ def build_queue(profile: Profile, tasks) -> list[QueuedModel]:
     """Every planned model of ``tasks`` in build order: by wave, then task (in ``tasks``' order,
     so the first task's pair comes first), then the plan's own order."""
     tasks = list(tasks)
-    queue = [QueuedModel(wave_of(spec, task, tasks[0], profile), task, spec, relative_cost(spec, profile))
+    queue = [QueuedModel(wave_of(spec, task, tasks[0], profile), task, spec, relative_cost(spec, task, profile))
              for task in tasks for spec in model_plan(profile, task)]
     return sorted(queue, key=lambda entry: entry.wave)  # stable: task and plan order kept within a wave
 
 
-def is_cnn(method: str) -> bool:
-    """Whether the method trains the compact CNN on images (``methods`` embedder "cnn")."""
+def regime_settings(task: str, method: str, profile: Profile) -> dict:
+    """The settings a fine-tuned method takes from the task's regime ({} for other methods)."""
+    regime = profile.fine_tune_regime(task) if method in FINE_TUNED else None
+    return dict(FINE_TUNE_REGIMES[regime]) if regime is not None else {}
+
+
+def embedder(task: str, method: str, profile: Profile) -> str:
+    """What ``method`` trains on ``task`` ("head", "top_blocks" or "cnn", ``learn.methods.EMBEDDERS``)."""
     from dml_core.learn.methods import METHODS
 
-    return method in METHODS and METHODS[method].embedder == "cnn"
+    if method not in METHODS:
+        return "head"
+    return regime_settings(task, method, profile).get("embedder", METHODS[method].embedder)
 
 
-def planned_steps(spec: ModelSpec, profile: Profile) -> int:
+def planned_steps(spec: ModelSpec, task: str, profile: Profile) -> int:
     if spec.method == BASELINE:
         return 0
-    return profile.cnn_steps if is_cnn(spec.method) else profile.steps
+    return profile.cnn_steps if embedder(task, spec.method, profile) == "cnn" else profile.steps
 
 
-def relative_cost(spec: ModelSpec, profile: Profile) -> float:
-    """Rough single-thread cost of training ``spec``, to start the slowest jobs first: measured
-    (full profile, 2 cores) a CNN step costs ~20 head steps."""
-    return planned_steps(spec, profile) * (20 if is_cnn(spec.method) else 1)
+#: Single-thread cost of one training step relative to a head's, measured on 2 cores
+#: (``bench/ceiling.py``'s embedder rows): what starts the slowest jobs first and scales the ETA.
+STEP_COST = {"head": 1, "top_blocks": 15, "cnn": 20}
 
 
-def feature_mode(method: str) -> str:
-    """What a model embeds: pooled or 2x2 backbone features, or images at the CNN's size."""
+def relative_cost(spec: ModelSpec, task: str, profile: Profile) -> float:
+    """Rough single-thread cost of training ``spec`` on ``task``."""
+    return planned_steps(spec, task, profile) * STEP_COST[embedder(task, spec.method, profile)]
+
+
+def feature_mode(method: str, settings: dict | None = None) -> str:
+    """What a model embeds: pooled or 2x2 backbone features, the backbone's activations below its
+    trained blocks, or images at the CNN's size."""
     from dml_core.learn.cnn import CNN_IMAGE_SIZE
+    from dml_core.learn.methods import METHODS, get_method
+    from dml_core.learn.top_blocks import split_mode
 
     if method == BASELINE:
         return "pooled"
-    return f"images{CNN_IMAGE_SIZE}" if is_cnn(method) else TRAIN_MODE
+    if method not in METHODS:
+        return TRAIN_MODE
+    config = get_method(method, **(settings or {}))
+    if config.embedder == "cnn":
+        return f"images{CNN_IMAGE_SIZE}"
+    return split_mode(config.trained_blocks) if config.embedder == "top_blocks" else TRAIN_MODE
 
 
 def trained_config(method: str, settings: dict) -> dict | None:

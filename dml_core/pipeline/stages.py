@@ -67,6 +67,10 @@ def build_data(store: ArtifactStore, profile: Profile, tasks=TASK_NAMES, workers
     tasks = [task for task in tasks if task in TASK_NAMES]
     todo = [(task, split) for task in tasks for split in _data_splits(profile, task)
             if not _split_is_current(store, task, split, profile)]
+    for task in tasks:  # kept splits of a profile of the same sizes now belong to this one (models match it)
+        for split in _data_splits(profile, task):
+            if (task, split) not in todo and store.manifest(*split_key(task, split))["meta"].get("profile") != profile.name:
+                store.update_meta(*split_key(task, split), profile=profile.name)
     if not todo:
         return timings
     workers = workers or os.cpu_count() or 1

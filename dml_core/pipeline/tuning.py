@@ -6,8 +6,9 @@ from tqdm.auto import tqdm
 
 from dml_core.core.store import ArtifactStore
 from dml_core.data.tasks import TASK_NAMES, get_task
+from dml_core.learn.methods import FINE_TUNED
 from dml_core.pipeline.features import KEEP_LABEL_MATRIX_MAX, TaskFeatures, forget_loaded, worker_task_features
-from dml_core.pipeline.plan import METHODS_AT_FULL_DIM
+from dml_core.pipeline.plan import METHODS_AT_FULL_DIM, regime_settings
 from dml_core.pipeline.profiles import Profile
 
 #: Share of the training split held out to choose each method's setting; a fifth of it
@@ -117,9 +118,11 @@ def _tuning_matches(meta: dict, profile: Profile) -> bool:
 
 
 def tuned_settings(store: ArtifactStore, task: str, profile: Profile, method: str) -> dict:
-    """The overrides ``method`` trains with on ``task``: the tuning stage's choice, or {} (the
-    method's defaults) when the profile is not tuned or the method has no tuning grid (the
-    fine-tuned ``*_ft`` variants: see ``learn.methods.CNN_METHODS``)."""
+    """The overrides ``method`` trains with on ``task``: the tuning stage's choice; for the
+    fine-tuned pair (untuned, see ``learn.methods.FINE_TUNED``) the task's regime; or {} (the
+    method's defaults) when the profile is not tuned or the method has no tuning grid."""
+    if method in FINE_TUNED:
+        return regime_settings(task, method, profile)
     key = (task, "tuning")
     if not profile.tune or method not in METHODS_AT_FULL_DIM or not store.is_valid(*key):
         return {}

@@ -43,12 +43,20 @@ class Model:
         return self.meta["method"]
 
     @property
+    def input_mode(self) -> str:
+        """What the model embeds: backbone features (``TRAIN_MODE``; "pooled" for the ImageNet
+        baseline), the backbone's activations below its trained top blocks ("block<k>"), or
+        images at the CNN's size ("images<size>")."""
+        return self.meta.get("feature_mode", TRAIN_MODE)
+
+    @property
     def embeds_images(self) -> bool:
         """True for CNN models, which embed images (at ``learn.cnn.CNN_IMAGE_SIZE``), not backbone features."""
-        return self.meta.get("feature_mode", "").startswith("images")
+        return self.input_mode.startswith("images")
 
     def embed_features(self, features: np.ndarray) -> np.ndarray:
-        """Embeddings of backbone features (``TRAIN_MODE``) for this model."""
+        """Embeddings of backbone features (``TRAIN_MODE``, or the model's ``input_mode`` for a
+        model whose top blocks trained) for this model."""
         if self.embeds_images:
             raise ValueError(f"{self.id} embeds images, not backbone features")
         if self.head is None:
@@ -57,11 +65,13 @@ class Model:
 
         return embed(self.head, features)
 
-    def embed_images(self, images: np.ndarray, features: "Callable[[], np.ndarray]") -> np.ndarray:
-        """Embeddings of uint8 images (N, S, S, 3) at the task's size; ``features()`` gives their
-        backbone features (computed once, by the caller, for every model that needs them)."""
+    def embed_images(self, images: np.ndarray, features: "Callable[..., np.ndarray]") -> np.ndarray:
+        """Embeddings of uint8 images (N, S, S, 3) at the task's size; ``features(mode)`` gives their
+        backbone features in a feature mode (computed once per mode, by the caller, for every
+        model that needs them)."""
         if not self.embeds_images:
-            return self.embed_features(features())
+            mode = self.input_mode if self.input_mode.startswith("block") else TRAIN_MODE
+            return self.embed_features(features(mode))
         from dml_core.core.images import downsample
         from dml_core.learn.cnn import CNN_IMAGE_SIZE
         from dml_core.learn.model import embed
@@ -102,11 +112,11 @@ class Catalog:
         return sorted(ids, key=lambda m: (method_rank(self.models[m].method), self.models[m].meta.get("dim") or 0, m))
 
     # --------------------------------------------------------------- queries
-    def query_features(self, images: np.ndarray) -> np.ndarray:
-        """Backbone features of uint8 images (N, H, W, 3) at the task's image size."""
+    def query_features(self, images: np.ndarray, mode: str = TRAIN_MODE) -> np.ndarray:
+        """Backbone features of uint8 images (N, H, W, 3) at the task's image size, in ``mode``."""
         from dml_core.features.cache import compute_features
 
-        return compute_features(shared_backbone(), images, mode=TRAIN_MODE, progress=False)
+        return compute_features(shared_backbone(), images, mode=mode, progress=False)
 
     def search(self, model_id: str, embeddings: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return search(self.models[model_id].index, np.ascontiguousarray(embeddings, dtype=np.float32), min(k, len(self.gallery)))
@@ -125,17 +135,18 @@ class Catalog:
         order = np.argsort(self.label_dist[query_index], kind="stable")[:k]
         return [Hit(int(i), 0.0, float(self.label_dist[query_index, i])) for i in order]
 
-    def feature_function(self, images: np.ndarray, timings: dict) -> "Callable[[], np.ndarray]":
-        """``features()``: the backbone features of ``images``, computed on the first call only
-        (CNN models do not need them), its time recorded as ``timings["backbone_ms"]``."""
-        cache: list[np.ndarray] = []
+    def feature_function(self, images: np.ndarray, timings: dict) -> "Callable[..., np.ndarray]":
+        """``features(mode=TRAIN_MODE)``: the backbone features of ``images`` in a feature mode,
+        computed on the first call for that mode only (CNN models need none), their time summed
+        in ``timings["backbone_ms"]``."""
+        cache: dict[str, np.ndarray] = {}
 
-        def features() -> np.ndarray:
-            if not cache:
+        def features(mode: str = TRAIN_MODE) -> np.ndarray:
+            if mode not in cache:
                 start = time.perf_counter()
-                cache.append(self.query_features(images))
-                timings["backbone_ms"] = (time.perf_counter() - start) * 1000
-            return cache[0]
+                cache[mode] = self.query_features(images, mode)
+                timings["backbone_ms"] = timings.get("backbone_ms", 0.0) + (time.perf_counter() - start) * 1000
+            return cache[mode]
 
         return features
 
@@ -179,7 +190,7 @@ class Catalog:
 
     def embed_image(self, image_array: np.ndarray, model_id: str) -> np.ndarray:
         images = image_array[None]
-        return self.models[model_id].embed_images(images, lambda: self.query_features(images))
+        return self.models[model_id].embed_images(images, lambda mode=TRAIN_MODE: self.query_features(images, mode))
 
     def place(self, model_id: str, embedding: np.ndarray) -> np.ndarray | None:
         """2-D position of a new embedding on the model's gallery projection."""

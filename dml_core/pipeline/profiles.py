@@ -1,4 +1,4 @@
-"""Profiles: how much a build makes (split sizes, seeds, steps, dimensions, tuning, the end-to-end track)."""
+"""Profiles: how much a build makes (split sizes, seeds, steps, dimensions, tuning, the fine-tuned pair and its regime per task)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

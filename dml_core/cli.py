@@ -27,13 +27,17 @@ def _task_list(text: str) -> tuple[str, ...]:
 
 
 def _block_counts(text: str) -> tuple[int, ...]:
-    """Comma-separated counts of EfficientNet-Lite0's top blocks, 0..15."""
+    """Comma-separated counts of EfficientNet-Lite0's top blocks (``learn.top_blocks.split_mode``'s range)."""
+    from dml_core.learn.top_blocks import split_mode
+
     try:
         counts = tuple(int(t) for t in text.split(",") if t.strip())
-    except ValueError:
-        counts = ()
-    if not counts or not all(0 <= c <= 15 for c in counts):
-        raise argparse.ArgumentTypeError(f"expected comma-separated block counts 0..15, got {text!r}")
+        for count in counts:
+            split_mode(count)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected comma-separated block counts, got {text!r}: {exc}") from exc
+    if not counts:
+        raise argparse.ArgumentTypeError(f"expected comma-separated block counts, got {text!r}")
     return counts
 
 

@@ -19,7 +19,6 @@ ui.page_header("Training lab", "Train a model with the loss, mining and embedder
 
 METHOD_NAMES = {"log_ratio": "Log-ratio (dense)", "rank_n_contrast": "Rank-N-Contrast", "dense_triplet": "Dense triplet",
                 "binary_triplet": "Binary triplet", "contrastive": "Contrastive"}
-EMBEDDER_NAMES = {"head": "Head on frozen features", "top_blocks": "Fine-tuned backbone", "cnn": "Compact CNN, end to end"}
 MINER_NAMES = {"all": "all violating", "semihard": "semi-hard", "hard": "hard", "easy": "easy", "batch_hard": "batch-hard"}
 
 
@@ -33,7 +32,7 @@ def loss_figure(losses, colour, height=260):
 
 form, live = st.columns([1, 1.6], gap="large")
 with form:
-    embedder = st.radio("Embedder", lab.LAB_EMBEDDERS, format_func=EMBEDDER_NAMES.get, key="lab_embedder", horizontal=True,
+    embedder = st.radio("Embedder", lab.LAB_EMBEDDERS, format_func=lambda e: app.EMBEDDER_KINDS[e].capitalize(), key="lab_embedder", horizontal=True,
                         help="Head: an MLP on the cached EfficientNet-Lite0 features (what most build models train). "
                              "Fine-tuned backbone: EfficientNet-Lite0's top block trained with the head, on cached "
                              "activations of the blocks below (dml_core/learn/top_blocks.py). CNN: the small network of "

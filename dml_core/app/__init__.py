@@ -77,6 +77,7 @@ from dml_core.core.images import MAX_BYTES, MAX_PIXELS, UPLOAD_EXTENSIONS, Image
 from dml_core.core.store import ArtifactError, CorruptArtifact, read_json
 from dml_core.core.vocabulary import (
     BASELINE,
+    EMBEDDER_KINDS,
     HEADLINE_LABELS,
     METHOD_COLOURS,
     METRIC_DEFINITIONS,
@@ -104,7 +105,7 @@ from dml_core.serve.upload import query_with_image_bytes, warm_backbone_async
 __all__ = [
     "ablation_frame", "ArtifactError", "attribute_line", "attribute_values", "BASELINE", "bench_ablation_table", "BuildProgress", "build_progress",
     "bench_method_table", "bench_tuning_table", "build_provenance", "built_tasks", "Catalog", "catalog_stamp",
-    "categorical_attributes", "COMPARED", "CorruptArtifact", "curve_frame", "default_model_ids", "kind_label",
+    "categorical_attributes", "COMPARED", "CorruptArtifact", "curve_frame", "default_model_ids", "EMBEDDER_KINDS", "kind_label",
     "example_attribute", "example_indices", "export", "filter_queries", "format_value", "gallery_stamp",
     "get_profile", "get_task", "headline", "HEADLINE_LABELS", "Hit", "hit_tiles", "home", "image_facts",
     "image_meta", "ImageInputError", "is_categorical", "lab", "lab_comparison", "lower_is_better", "MAX_BYTES",

@@ -190,7 +190,7 @@ def _run(job: Job) -> None:
         profile = stored_profile(store, job.task)
         data = task_features(store, job.task)
         spec = lab_spec(job.method, job.dim, job.seed, job.embedder)
-        regime = FINE_TUNE_REGIMES.get(job.embedder, {}) if job.embedder != "head" else {}
+        regime = FINE_TUNE_REGIMES.get(job.embedder, {})  # none for a head
         store.remove(job.task, "runs", spec.id)  # the lab always starts afresh, never resumes
         job.status = "training"
 

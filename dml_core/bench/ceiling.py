@@ -10,9 +10,10 @@ and gallery splits, like every model of the build:
 * **resolution**: the heads on features of the same images upsampled to 192 px.
 * **steps**: the heads trained 200 / 600 / 1,500 steps.
 * **dimension**: the heads at d = 512.
-* **embedder** (``--regimes``): a head on frozen features, EfficientNet-Lite0's blocks 13-15
-  trained with the head (activations after block 12 cached), and the compact CNN trained end
-  to end (``dml_core/learn/cnn.py``), with their seconds: which gives the best quality per second.
+* **embedder** (``--regimes``): a head on frozen features, EfficientNet-Lite0's top blocks
+  (``--trained-blocks``, 0 = the head convolution alone) trained with the head on cached
+  activations of the blocks below (``dml_core/learn/top_blocks.py``), and the compact CNN trained
+  end to end (``dml_core/learn/cnn.py``), with their seconds: which gives the best quality per second.
 * **backbone** (``--backbones``): EfficientNet-Lite0, -Lite1 and -Lite2 at 128 px: a ridge readout
   and the headline pair's heads on each one's frozen features, with its cost in ms per image.
 
@@ -231,18 +232,13 @@ def regime_rows(data: TaskFeatures, label_dist: np.ndarray, steps: int, cnn_step
     backbone's top blocks (``trained_blocks``; 0: the head convolution alone) with the head on cached
     activations, and the same variant as the compact CNN end to end; with their seconds (training
     only: the activations are extracted once per split point, before the clock starts)."""
-    from dml_core.data.splits import load_split
-    from dml_core.features.cache import extract_features
-    from dml_core.learn.top_blocks import split_mode
+    from dml_core.learn.top_blocks import split_mode, trained_part
 
     args = dict(label_dist=label_dist, task=data.task)
     rows = []
 
     def activations(blocks: int) -> dict:
-        return {f"{split}_x": extract_features(shared_backbone(), load_split(data.store, data.task, split).images,
-                                               mode=split_mode(blocks), cache_dir=data.store.path(data.task, "features"),
-                                               progress=False)
-                for split in ("train", "gallery", "query")}
+        return {f"{split}_x": data.activations(split_mode(blocks), split) for split in ("train", "gallery", "query")}
 
     cnn_images, cnn_labels = data.cnn_train
     for method in methods:
@@ -250,8 +246,7 @@ def regime_rows(data: TaskFeatures, label_dist: np.ndarray, steps: int, cnn_step
                               train_x=data.features["train"], gallery_x=data.features["gallery"],
                               query_x=data.features["query"], steps=steps, neighbours=data.neighbours))
         for blocks in trained_blocks:
-            trained = {0: "head conv", 1: "block 15 + head conv"}.get(blocks, f"blocks {16 - blocks}-15 + head conv")
-            rows.append(_head_row("embedder", f"{trained} + head trained, {steps} steps", f"{method}_ft", **args,
+            rows.append(_head_row("embedder", f"{trained_part(blocks)} + head trained, {steps} steps", f"{method}_ft", **args,
                                   labels=data.train.labels, **activations(blocks), steps=steps, neighbours=data.neighbours,
                                   embedder="top_blocks", trained_blocks=blocks))
         rows.append(_head_row("embedder", f"compact CNN end to end, {len(cnn_images):,} images, {cnn_steps} steps",
@@ -265,8 +260,8 @@ def run_ceiling(tasks=("pose", "layout"), store: ArtifactStore | None = None, re
                 steps: int | None = None, cnn_steps: int | None = None, regime_tasks=("pose",),
                 backbones: bool = False, trained_blocks=(1, 2, 3)) -> dict:
     """Every row of the module doc for ``tasks`` of a built store (its profile's step counts);
-    the embedder comparison (log-ratio only: training the top blocks takes ~10 minutes per
-    model on 2 cores) for ``regime_tasks``; ``backbones``: the backbone comparison
+    the embedder comparison (log-ratio only, ``trained_blocks`` top blocks: 1 costs ~100 s per
+    model at 200 steps on one thread, 3 about 4x that) for ``regime_tasks``; ``backbones``: the backbone comparison
     (``backbone_rows``: EfficientNet-Lite0/1/2) for every task."""
     from dml_core.core.workers import torch_threads
 
@@ -321,11 +316,11 @@ def regime_lines() -> list[str]:
 
     def described(regime: str) -> str:
         settings = FINE_TUNE_REGIMES[regime]
-        text = EMBEDDER_KINDS[settings["embedder"]]
-        if settings["embedder"] == "top_blocks":
-            blocks = settings["trained_blocks"]
-            text += f" ({blocks} top block{'s' if blocks != 1 else ''} + head conv)"
-        return text
+        kind = EMBEDDER_KINDS[settings["embedder"]]
+        if settings["embedder"] != "top_blocks":
+            return kind
+        blocks = settings["trained_blocks"]
+        return f"{kind} ({blocks} top block{'s' if blocks != 1 else ''} + head conv)"
 
     lines = ["The fine-tuned pair's regime, per task, as `dml_core/pipeline/profiles.py` declares it:"]
     for name in ("quick", "full"):

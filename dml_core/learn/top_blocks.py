@@ -29,6 +29,15 @@ def split_mode(trained_blocks: int) -> str:
     return f"block{NUM_BLOCKS - 1 - int(trained_blocks)}"
 
 
+def trained_part(trained_blocks: int) -> str:
+    """What a model that trains the top ``trained_blocks`` blocks trains besides its head, as tables
+    name it: "head conv", "block 15 + head conv", "blocks 13-15 + head conv"."""
+    first = NUM_BLOCKS - int(trained_blocks)
+    if trained_blocks == 0:
+        return "head conv"
+    return f"block {first} + head conv" if trained_blocks == 1 else f"blocks {first}-{NUM_BLOCKS - 1} + head conv"
+
+
 class FrozenStatistics(nn.Module):
     """A pretrained trunk whose BatchNorm statistics stay ImageNet's while its weights train."""
 

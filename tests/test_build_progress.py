@@ -45,6 +45,18 @@ def test_the_queue_holds_every_planned_model_once_in_the_order_people_need_them(
     assert build_queue(profile, ("layout", "pose"))[0].task == "layout"
 
 
+def test_the_fine_tuned_pairs_activations_come_with_the_features_and_its_models_are_priced_by_what_they_train():
+    from dml_core.pipeline.plan import activation_modes
+
+    full, quick = get_profile("full"), get_profile("quick")
+    assert [activation_modes(task, full) for task in TASKS] == [("block12",), (), ("block14",)]
+    assert all(activation_modes(task, quick) == ("block14",) for task in TASKS)
+    assert activation_modes("pose", get_profile("tiny")) == ()
+    fine_tuned = [e for e in build_queue(full, TASKS) if e.wave == WAVES.index("fine-tuned")]
+    pose, caption, layout = ([e.cost for e in fine_tuned if e.task == task] for task in ("pose", "caption", "layout"))
+    assert min(pose) > max(layout) > max(caption)  # blocks 13-15 (~545 s), the CNN (~300 s), block 15 (~250 s)
+
+
 class Entry:
     def __init__(self, task, model, wave, cost):
         self.task, self.wave, self.cost = task, wave, cost

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dml_core.features import cache as features_module, create_backbone, extract_features, fingerprint_images
-from dml_core.features.cache import cache_paths
+from dml_core.features.cache import cache_paths, compute_feature_modes, compute_features, extract_feature_modes
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def forbid_compute(monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("features were recomputed")
 
-    monkeypatch.setattr(features_module, "compute_features", fail)
+    monkeypatch.setattr(features_module, "compute_feature_modes", fail)
 
 
 def test_batches_match_one_big_batch_and_report_progress(backbone, images):
@@ -36,6 +36,28 @@ def test_batches_match_one_big_batch_and_report_progress(backbone, images):
     np.testing.assert_allclose(batched, whole, rtol=1e-4, atol=1e-5)
     assert batched.dtype == np.float32 and batched.shape == (10, 1280)
     assert calls == [(4, 10), (8, 10), (10, 10)]
+
+
+def test_several_modes_in_one_pass_equal_each_mode_alone(backbone, images):
+    together = compute_feature_modes(backbone, images, ("spatial2x2", "block10", "pooled"), progress=False)
+    for mode, features in together.items():
+        assert np.array_equal(features, compute_features(backbone, images, mode, progress=False)), mode
+
+
+def test_modes_are_cached_apart_and_only_the_missing_ones_computed(backbone, images, tmp_path, monkeypatch):
+    computed = []
+
+    def compute(images, modes):
+        computed.append(modes)
+        return compute_feature_modes(backbone, images, modes, progress=False)
+
+    first = extract_feature_modes(backbone, images, ("spatial2x2",), cache_dir=tmp_path, compute=compute)
+    both = extract_feature_modes(backbone, images, ("spatial2x2", "block10"), cache_dir=tmp_path, compute=compute)
+    assert computed == [("spatial2x2",), ("block10",)]
+    assert np.array_equal(both["spatial2x2"], first["spatial2x2"])
+    forbid_compute(monkeypatch)
+    alone = extract_features(backbone, images, mode="block10", cache_dir=tmp_path, progress=False)
+    assert np.array_equal(alone, both["block10"]) and alone.dtype == np.float16
 
 
 def test_block_activations_are_float16(backbone, images):

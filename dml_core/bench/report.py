@@ -28,14 +28,27 @@ def _reference_row(name: str, scores: dict) -> str:
 
 
 def _fine_tuned_lines(result: dict) -> list[str]:
-    """How each task's fine-tuned pair trained its backbone (the regime its kind names), and why."""
+    """How each task's fine-tuned pair trained its backbone (the regime its kind names, and the blocks
+    its profile declares), and why."""
+    from dml_core.learn.methods import FINE_TUNE_REGIMES
+    from dml_core.learn.top_blocks import trained_part
+    from dml_core.pipeline.profiles import PROFILES
+
     regimes = {task: data["methods"][m]["kind"] for task, data in _tasks(result) for m in data["methods"]
                if m.endswith("_ft") and "kind" in data["methods"][m]}  # results from before kinds name none
     if not regimes:
         return []
+    profile = PROFILES.get(result.get("profile"))
+
+    def described(task: str, kind: str) -> str:
+        regime = profile.fine_tune_regime(task) if profile is not None else None
+        blocks = FINE_TUNE_REGIMES[regime].get("trained_blocks") if regime in FINE_TUNE_REGIMES else None
+        part = f" ({trained_part(blocks)})" if kind == "top_blocks" and blocks is not None else ""
+        return f"{task} {EMBEDDER_KINDS.get(kind, kind)}{part}"
+
     return ["The `_ft` pair trains the backbone too, with the regime chosen per task by measurement (the Ceiling "
-            "section's embedder rows): " + ", ".join(f"{task} {EMBEDDER_KINDS.get(kind, kind)}" for task, kind in regimes.items())
-            + " (*fine-tuned backbone*: EfficientNet-Lite0's top block and head convolution trained with the head on"
+            "section's embedder rows): " + ", ".join(described(task, kind) for task, kind in regimes.items())
+            + " (*fine-tuned backbone*: EfficientNet-Lite0's top blocks and head convolution trained with the head on"
             " cached activations of the blocks below, `dml_core/learn/top_blocks.py`; *CNN trained end to end*: a"
             " compact CNN on the task's images, `dml_core/learn/cnn.py`); both methods of the pair train alike."]
 

@@ -113,6 +113,11 @@ class Backbone(nn.Module):
         """Preprocessed images (N, 3, r, r) -> features; shape given by ``feature_shape(mode)``."""
         raise NotImplementedError
 
+    def forward_feature_modes(self, x: torch.Tensor, modes: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        """``{mode: forward_features(x, mode)}`` for several modes; backbones that can override it
+        with one pass through the network."""
+        return {mode: self.forward_features(x, mode) for mode in modes}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_features(x, MODE_POOLED)
 

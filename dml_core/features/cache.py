@@ -105,7 +105,6 @@ def load_cached(array_path: Path, sidecar_path: Path, expected: dict) -> np.ndar
     return None
 
 
-@torch.inference_mode()
 def compute_features(
     backbone: Backbone,
     images: np.ndarray,
@@ -121,22 +120,40 @@ def compute_features(
     The default batch of 16 was the fastest of 8/16/32/64 for EfficientNet-Lite0 at 128 px
     on 2 CPU threads (larger batches spill the caches).
     """
+    return compute_feature_modes(backbone, images, (mode,), batch_size, progress, callback)[mode]
+
+
+@torch.inference_mode()
+def compute_feature_modes(
+    backbone: Backbone,
+    images: np.ndarray,
+    modes: tuple[str, ...],
+    batch_size: int = 16,
+    progress: bool = True,
+    callback: ProgressCallback | None = None,
+) -> dict[str, np.ndarray]:
+    """``compute_features`` for several modes in one pass over the images (and, where the backbone
+    can, one pass through the network: ``Backbone.forward_feature_modes``)."""
     from tqdm.auto import tqdm
 
-    backbone.check_mode(mode)
+    modes = tuple(dict.fromkeys(modes))
+    for mode in modes:
+        backbone.check_mode(mode)
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise ValueError(f"expected uint8 RGB images (N, H, W, 3), got {images.dtype} {images.shape}")
     total = len(images)
-    out = np.empty((total, *backbone.feature_shape(mode)), dtype=feature_dtype(mode))
+    out = {mode: np.empty((total, *backbone.feature_shape(mode)), dtype=feature_dtype(mode)) for mode in modes}
     backbone.eval()
-    with tqdm(total=total, desc=f"{backbone.name} {mode}", unit="img", disable=not progress, leave=False) as bar:
+    with tqdm(total=total, desc=f"{backbone.name} {'+'.join(modes)}", unit="img", disable=not progress,
+              leave=False) as bar:
         for start in range(0, total, batch_size):
             batch = images[start : start + batch_size]
-            features = backbone.forward_features(backbone.preprocess(batch), mode)
-            out[start : start + len(batch)] = features.float().cpu().numpy()
+            features = backbone.forward_feature_modes(backbone.preprocess(batch), modes)
+            for mode in modes:
+                out[mode][start : start + len(batch)] = features[mode].float().cpu().numpy()
             bar.update(len(batch))
             if callback is not None:
                 callback(min(start + batch_size, total), total)
@@ -170,37 +187,58 @@ def extract_features(
     Returns:
         (N, *feature_shape) float32, or float16 for ``block<k>`` modes.
     """
+    single = None if compute is None else (lambda images, modes: {mode: compute(images)})
+    return extract_feature_modes(backbone, images, (mode,), cache_dir, batch_size, progress, callback, single)[mode]
+
+
+def extract_feature_modes(
+    backbone: Backbone,
+    images: np.ndarray,
+    modes: tuple[str, ...],
+    cache_dir: str | os.PathLike | None = None,
+    batch_size: int = 16,
+    progress: bool = True,
+    callback: ProgressCallback | None = None,
+    compute: Callable[[np.ndarray, tuple[str, ...]], dict[str, np.ndarray]] | None = None,
+) -> dict[str, np.ndarray]:
+    """``extract_features`` for several modes: the cached ones are read, the others computed
+    together in one pass (``compute_feature_modes``, or ``compute(images, missing_modes)``) and
+    cached one entry per mode."""
+    modes = tuple(dict.fromkeys(modes))
     if cache_dir is None:
-        return compute_features(backbone, images, mode, batch_size, progress, callback)
-    backbone.check_mode(mode)
+        return compute_feature_modes(backbone, images, modes, batch_size, progress, callback)
+    for mode in modes:
+        backbone.check_mode(mode)
     fingerprint = fingerprint_images(images)
-    array_path, sidecar_path = cache_paths(cache_dir, backbone, mode, fingerprint)
-    shape = [len(images), *backbone.feature_shape(mode)]
-    expected = {
-        "backbone": backbone.cache_key,
-        "mode": mode,
-        "fingerprint": fingerprint,
-        "shape": shape,
-        "dtype": feature_dtype(mode).str,
-    }
-    cached = load_cached(array_path, sidecar_path, expected)
-    if cached is not None:
+    expected = {mode: {"backbone": backbone.cache_key, "mode": mode, "fingerprint": fingerprint,
+                       "shape": [len(images), *backbone.feature_shape(mode)], "dtype": feature_dtype(mode).str}
+                for mode in modes}
+    paths = {mode: cache_paths(cache_dir, backbone, mode, fingerprint) for mode in modes}
+    out = {mode: load_cached(*paths[mode], expected[mode]) for mode in modes}
+    missing = tuple(mode for mode in modes if out[mode] is None)
+    if not missing:
         if callback is not None:
-            callback(len(cached), len(cached))
-        return cached
+            callback(len(images), len(images))
+        return out
     if compute is None:
-        features = compute_features(backbone, images, mode, batch_size, progress, callback)
+        computed = compute_feature_modes(backbone, images, missing, batch_size, progress, callback)
     else:
-        features = np.asarray(compute(images), dtype=feature_dtype(mode))
-        if list(features.shape) != shape:
-            raise ValueError(f"compute returned features of shape {features.shape}, expected {tuple(shape)}")
-    save_cached(array_path, sidecar_path, features, {k: v for k, v in expected.items() if k not in ("shape", "dtype")})
-    return features
+        computed = {mode: np.asarray(array, dtype=feature_dtype(mode)) for mode, array in compute(images, missing).items()}
+    for mode in missing:
+        if list(computed[mode].shape) != expected[mode]["shape"]:
+            raise ValueError(f"compute returned {mode} features of shape {computed[mode].shape}, "
+                             f"expected {tuple(expected[mode]['shape'])}")
+        meta = {k: v for k, v in expected[mode].items() if k not in ("shape", "dtype")}
+        save_cached(*paths[mode], computed[mode], meta)
+        out[mode] = computed[mode]
+    return out
 
 
 __all__ = [
     "cache_paths",
+    "compute_feature_modes",
     "compute_features",
+    "extract_feature_modes",
     "extract_features",
     "feature_dtype",
     "fingerprint_images",

@@ -410,16 +410,26 @@ class EfficientNetLiteBackbone(Backbone):
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def forward_features(self, x: torch.Tensor, mode: str = MODE_POOLED) -> torch.Tensor:
-        self.check_mode(mode)
-        x = self._to_input(x)
-        block = parse_block_mode(mode)
+        return self.forward_feature_modes(x, (mode,))[mode]
+
+    def forward_feature_modes(self, x: torch.Tensor, modes: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        """Several modes in one pass: blocks' outputs on the way up, the head's poolings at the top
+        (the network runs only as far as the highest mode needs)."""
+        for mode in modes:
+            self.check_mode(mode)
+        blocks = [parse_block_mode(mode) for mode in modes]
+        last = self.num_blocks - 1 if None in blocks else max(blocks)
         model = self.inference_model
-        if block is not None:
-            x = model.bn1(model.conv_stem(x))
-            for stage, j in self.block_to_stage[: block + 1]:
-                x = model.blocks[stage][j](x)
-            return x.contiguous()
-        return pool_feature_map(model.forward_features(x), mode)
+        out = {}
+        x = model.bn1(model.conv_stem(self._to_input(x)))
+        for block, (stage, j) in enumerate(self.block_to_stage[: last + 1]):
+            x = model.blocks[stage][j](x)
+            if block in blocks:
+                out[f"block{block}"] = x.contiguous()
+        if None in blocks:
+            x = model.bn2(model.conv_head(x))
+            out.update({mode: pool_feature_map(x, mode) for mode, block in zip(modes, blocks) if block is None})
+        return out
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         """ImageNet logits (N, 1000) for preprocessed images."""

@@ -172,6 +172,7 @@ METHODS["log_ratio_ft"] = METHODS["log_ratio"].replace(id="log_ratio_ft", embedd
 #: How a fine-tuned method trains its backbone: a regime's name -> the method settings it overrides.
 FINE_TUNE_REGIMES: dict[str, dict] = {
     "top_blocks": {"embedder": "top_blocks", "trained_blocks": 1},
+    "top_3_blocks": {"embedder": "top_blocks", "trained_blocks": 3},
     "cnn": {"embedder": "cnn"},
 }
 

@@ -16,6 +16,7 @@ from torch import nn
 
 from dml_core.features.backbone import TRAIN_MODE, shared_backbone
 from dml_core.features.efficientnet import NUM_BLOCKS, set_batchnorm_eval
+from dml_core.learn.depthwise import fast_depthwise
 
 TRUNK_BUILDER = "dml_core.learn.top_blocks:top_blocks"
 
@@ -56,9 +57,10 @@ class FrozenStatistics(nn.Module):
 
 def top_blocks(trained_blocks: int = 1) -> FrozenStatistics:
     """The backbone's top ``trained_blocks`` blocks and head convolution, pooled 2x2 like the heads'
-    features (``TRAIN_MODE``), with ImageNet weights; the builder named in checkpoints."""
+    features (``TRAIN_MODE``), with ImageNet weights and the fast depthwise backward
+    (``learn.depthwise``); the builder named in checkpoints."""
     _, top = shared_backbone().split(split_mode(trained_blocks), pool=TRAIN_MODE)
-    return FrozenStatistics(top)
+    return FrozenStatistics(fast_depthwise(top))
 
 
 def trunk_spec(trained_blocks: int = 1) -> dict:

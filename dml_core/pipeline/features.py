@@ -21,11 +21,11 @@ from dml_core.pipeline.profiles import Profile
 FEATURE_CHUNK = 512
 
 
-def _feature_chunk(root: str, task: str, split: str, start: int, stop: int, mode: str) -> np.ndarray:
-    from dml_core.features.cache import compute_features
+def _feature_chunk(root: str, task: str, split: str, start: int, stop: int, modes: tuple[str, ...]) -> dict:
+    from dml_core.features.cache import compute_feature_modes
 
     images = np.asarray(load_split(ArtifactStore(root), task, split).images[start:stop])
-    return compute_features(shared_backbone(), images, mode=mode, progress=False)
+    return compute_feature_modes(shared_backbone(), images, modes, progress=False)
 
 
 def split_features(store: ArtifactStore, task: str, split: str, mode: str = TRAIN_MODE, progress: bool = True,
@@ -33,20 +33,27 @@ def split_features(store: ArtifactStore, task: str, split: str, mode: str = TRAI
     """Backbone features of a stored split, from the feature cache when present; on a miss they
     are computed in ``pool``'s single-threaded workers when given (``dml_core.core.workers``), else
     here on one thread."""
+    return split_feature_modes(store, task, split, (mode,), progress, pool)[mode]
+
+
+def split_feature_modes(store: ArtifactStore, task: str, split: str, modes: tuple[str, ...], progress: bool = True,
+                        pool=None) -> dict[str, np.ndarray]:
+    """``split_features`` for several modes, the missing ones computed in one pass over the images."""
     from dml_core.core.workers import run_jobs, torch_threads
-    from dml_core.features.cache import extract_features
+    from dml_core.features.cache import extract_feature_modes
 
     images = load_split(store, task, split).images
 
-    def compute(images: np.ndarray) -> np.ndarray:
-        jobs = [(str(store.root), task, split, start, min(start + FEATURE_CHUNK, len(images)), mode)
+    def compute(images: np.ndarray, missing: tuple[str, ...]) -> dict[str, np.ndarray]:
+        jobs = [(str(store.root), task, split, start, min(start + FEATURE_CHUNK, len(images)), missing)
                 for start in range(0, len(images), FEATURE_CHUNK)]
         with tqdm(total=len(images), desc=f"features {task}/{split}", unit="img", disable=not progress, leave=False) as bar:
-            return np.concatenate(run_jobs(_feature_chunk, jobs, 1, on_done=lambda job, r: bar.update(len(r)), pool=pool))
+            chunks = run_jobs(_feature_chunk, jobs, 1, on_done=lambda job, r: bar.update(len(r[missing[0]])), pool=pool)
+        return {mode: np.concatenate([chunk[mode] for chunk in chunks]) for mode in missing}
 
     with torch_threads(1):
-        return extract_features(shared_backbone(), images, mode=mode, cache_dir=store.path(task, "features"),
-                                progress=progress, compute=compute if pool is not None else None)
+        return extract_feature_modes(shared_backbone(), images, modes, cache_dir=store.path(task, "features"),
+                                     progress=progress, compute=compute if pool is not None else None)
 
 
 def build_features(store: ArtifactStore, profile: Profile, tasks=TASK_NAMES, device: str = "cpu", workers: int = 1,
@@ -55,16 +62,19 @@ def build_features(store: ArtifactStore, profile: Profile, tasks=TASK_NAMES, dev
     On the CPU with ``workers`` > 1, chunks of images go to single-threaded worker processes
     (``pool``'s when given).
 
-    A small ``<task>/features_done`` marker records that the cache holds this profile's
-    features, so a rerun does not even hash the images again.
+    The activations the task's fine-tuned pair trains on (``plan.activation_modes``) come from the
+    same pass through the network. A small ``<task>/features_done`` marker records that the cache
+    holds this profile's features, so a rerun does not even hash the images again.
     """
     from dml_core.core.workers import worker_pool
+    from dml_core.pipeline.plan import activation_modes
 
     timings = {}
     todo = []
     for task in tasks:
         key = (task, "features_done")
-        marker = {"profile": profile.name, "backbone": DEFAULT_BACKBONE, "mode": TRAIN_MODE}
+        marker = {"profile": profile.name, "backbone": DEFAULT_BACKBONE, "mode": TRAIN_MODE,
+                  "activations": list(activation_modes(task, profile))}
         if not (store.is_valid(*key) and store.manifest(*key)["meta"] == marker):
             todo.append((task, key, marker))
     if not todo:
@@ -75,7 +85,8 @@ def build_features(store: ArtifactStore, profile: Profile, tasks=TASK_NAMES, dev
     with contextlib.nullcontext(pool) if pool is not None or not parallel else worker_pool(workers) as pool:
         for task, key, marker in todo:
             start = time.perf_counter()
-            n = sum(len(split_features(store, task, split, pool=pool)) for split in SPLITS)
+            modes = (TRAIN_MODE, *marker["activations"])
+            n = sum(len(split_feature_modes(store, task, split, modes, pool=pool)[TRAIN_MODE]) for split in SPLITS)
             seconds = time.perf_counter() - start
             timings[task] = {"seconds": round(seconds, 2), "images_per_s": round(n / seconds, 1)}
             with store.writer(*key, meta=marker):

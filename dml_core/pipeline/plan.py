@@ -101,14 +101,22 @@ def planned_steps(spec: ModelSpec, task: str, profile: Profile) -> int:
     return profile.cnn_steps if embedder(task, spec.method, profile) == "cnn" else profile.steps
 
 
-#: Single-thread cost of one training step relative to a head's, measured on 2 cores
-#: (``bench/ceiling.py``'s embedder rows): what starts the slowest jobs first and scales the ETA.
-STEP_COST = {"head": 1, "top_blocks": 15, "cnn": 20}
+#: Single-thread cost of one training step relative to a head's, from the full build's model times on
+#: 2 cores (per model, evaluation included: a head ~30 s for 600 steps, the top block ~250 s, blocks 13-15
+#: ~545 s, the CNN ~300 s for 1,500 steps): what starts the slowest jobs first and scales the ETA. A
+#: top-blocks embedder costs ``STEP_COST["top_blocks"]`` with one trained block and
+#: ``EXTRA_BLOCK_STEP_COST`` more for each further one.
+STEP_COST = {"head": 1, "top_blocks": 8, "cnn": 4}
+EXTRA_BLOCK_STEP_COST = 5
 
 
 def relative_cost(spec: ModelSpec, task: str, profile: Profile) -> float:
     """Rough single-thread cost of training ``spec`` on ``task``."""
-    return planned_steps(spec, task, profile) * STEP_COST[embedder(task, spec.method, profile)]
+    kind = embedder(task, spec.method, profile)
+    step = STEP_COST[kind]
+    if kind == "top_blocks":
+        step += EXTRA_BLOCK_STEP_COST * max(0, regime_settings(task, spec.method, profile).get("trained_blocks", 1) - 1)
+    return planned_steps(spec, task, profile) * step
 
 
 def feature_mode(method: str, settings: dict | None = None) -> str:
@@ -126,6 +134,13 @@ def feature_mode(method: str, settings: dict | None = None) -> str:
     if config.embedder == "cnn":
         return f"images{CNN_IMAGE_SIZE}"
     return split_mode(config.trained_blocks) if config.embedder == "top_blocks" else TRAIN_MODE
+
+
+def activation_modes(task: str, profile: Profile) -> tuple[str, ...]:
+    """The backbone activations (``"block<k>"`` feature modes) the task's fine-tuned pair trains on:
+    what the features stage caches in the same pass as the heads' features."""
+    modes = (feature_mode(method, regime_settings(task, method, profile)) for method in FINE_TUNED)
+    return tuple(sorted({mode for mode in modes if mode.startswith("block")}))
 
 
 def trained_config(method: str, settings: dict) -> dict | None:

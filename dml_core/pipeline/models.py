@@ -19,6 +19,7 @@ from dml_core.pipeline.features import TaskFeatures, forget_loaded, worker_task_
 from dml_core.pipeline.plan import (
     CROSS_MODAL,
     ModelSpec,
+    embedder,
     feature_mode,
     model_plan,
     planned_steps,
@@ -117,7 +118,9 @@ def build_models(store: ArtifactStore, profile: Profile, tasks=TASK_NAMES, progr
     if not jobs:
         return {}
     jobs.sort(key=lambda job: -relative_cost(job[2], job[1], profile))
-    _prepare_inputs(store, profile, [(job[1], job[2]) for job in jobs], progress, pool if device == "cpu" else None)
+    # Once, here, before the workers need them (the top blocks' activations come from the features stage).
+    for task in dict.fromkeys(job[1] for job in jobs if embedder(job[1], job[2].method, profile) == "cnn"):
+        TaskFeatures(store, task, progress).cnn_neighbours
     timings: dict = {}
     with tqdm(total=len(jobs), desc="models", unit="model", disable=not progress) as bar:
         def done(job, result):
@@ -133,26 +136,6 @@ def build_models(store: ArtifactStore, profile: Profile, tasks=TASK_NAMES, progr
         finally:
             forget_loaded()
     return {task: timings[task] for task in dict.fromkeys(job[1] for job in jobs) if task in timings}
-
-
-def _prepare_inputs(store: ArtifactStore, profile: Profile, planned, progress: bool, pool) -> None:
-    """What several workers' models of a task share, made once, here, before they need it: the CNN's
-    label neighbours, the top blocks' cached activations (in ``pool``'s workers when given)."""
-    from dml_core.data.splits import SPLITS
-    from dml_core.pipeline.features import split_features
-
-    needs = {}
-    for task, spec in planned:
-        mode = feature_mode(spec.method, tuned_settings(store, task, profile, spec.method))
-        if mode.startswith("images") or mode.startswith("block"):
-            needs.setdefault(task, set()).add(mode)
-    for task, modes in needs.items():
-        for mode in sorted(modes):
-            if mode.startswith("images"):
-                TaskFeatures(store, task, progress).cnn_neighbours
-            else:
-                for split in SPLITS:
-                    split_features(store, task, split, mode=mode, progress=progress, pool=pool)
 
 
 def model_is_current(store: ArtifactStore, task: str, spec: ModelSpec, profile: Profile) -> bool:

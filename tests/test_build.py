@@ -108,6 +108,11 @@ def test_tuning_picks_each_methods_best_validation_setting_and_models_train_with
         meta = store.manifest("pose", "models", f"{method}-d{profile.dim}-s0")["meta"]
         assert meta["settings"] == tuned[method]["settings"]
     assert build_models(store, profile, ("pose",), progress=False) == {}  # nothing left to do
+    # both fine-tuned methods train with their base method's choice, then the task's regime
+    with_pair = dataclasses.replace(profile, fine_tune=(("pose", "top_3_blocks"),))
+    for method, base in (("log_ratio_ft", "log_ratio"), ("binary_triplet_ft", "binary_triplet")):
+        assert tuned_settings(store, "pose", with_pair, method) == {
+            **tuned[base]["settings"], "embedder": "top_blocks", "trained_blocks": 3}
     # an untuned profile ignores the stored tuning
     assert tuned_settings(store, "pose", get_profile("tiny"), "log_ratio") == {}
 

@@ -283,7 +283,8 @@ def _tuning_lines(tuning: dict) -> list[str]:
              "Before training, each compared method ran its 4-setting grid (same steps, seed and dimension for every",
              "method) on a validation split carved from the training images: 80 % to train on; of the other 20 %,",
              "a fifth are queries and the rest their gallery. The setting with the best validation nDCG@10 (**bold**) trains the",
-             "method's models for every seed and dimension. The gallery and query splits are never looked at.", ""]
+             "method's models for every seed and dimension, and its fine-tuned variant (`_ft`) where one is built: no",
+             "backbone is trained for a grid of its own. The gallery and query splits are never looked at.", ""]
     for task in task_order(tuning):
         methods = tuning[task]
         lines += [f"### {task}", "", "| method | validation nDCG@10 per setting |", "|---|---|"]

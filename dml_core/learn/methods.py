@@ -158,9 +158,10 @@ METHODS: dict[str, MethodConfig] = {
 #: Fine-tuned variants: the same loss and mining as the base method (``base_method``), trained with
 #: the backbone instead of a head on frozen features. How the backbone trains is the task's
 #: regime (``FINE_TUNE_REGIMES``, chosen per task by measurement in ``pipeline.profiles``): its
-#: top blocks on cached activations, or the compact CNN end to end. Neither is tuned (a grid would
-#: cost eight backbone trainings per task): both train with their defaults, the same (zero) tuning
-#: budget. The log-ratio's default there is the official code's plain Euclidean distance, measured
+#: top blocks on cached activations, or the compact CNN end to end. Neither gets a grid of its own
+#: (it would cost eight backbone trainings per task): on a tuned profile both take the setting
+#: validation chose for their base method (``pipeline.tuning.tuned_settings``), otherwise these
+#: defaults. The log-ratio's default is the official code's plain Euclidean distance, measured
 #: better end to end (pose, 64-px CNN, 30,000 images: nDCG@10 0.855 / 0.855 over two seeds against
 #: 0.793 / 0.824 squared; layout 0.975 vs 0.978, issue 15's audit); the binary triplet keeps its
 #: "all" miner.

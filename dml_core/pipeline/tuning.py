@@ -6,7 +6,7 @@ from tqdm.auto import tqdm
 
 from dml_core.core.store import ArtifactStore
 from dml_core.data.tasks import TASK_NAMES, get_task
-from dml_core.learn.methods import FINE_TUNED
+from dml_core.learn.methods import FINE_TUNED, base_method
 from dml_core.pipeline.features import KEEP_LABEL_MATRIX_MAX, TaskFeatures, forget_loaded, worker_task_features
 from dml_core.pipeline.plan import METHODS_AT_FULL_DIM, regime_settings
 from dml_core.pipeline.profiles import Profile
@@ -118,11 +118,13 @@ def _tuning_matches(meta: dict, profile: Profile) -> bool:
 
 
 def tuned_settings(store: ArtifactStore, task: str, profile: Profile, method: str) -> dict:
-    """The overrides ``method`` trains with on ``task``: the tuning stage's choice; for the
-    fine-tuned pair (untuned, see ``learn.methods.FINE_TUNED``) the task's regime; or {} (the
-    method's defaults) when the profile is not tuned or the method has no tuning grid."""
+    """The overrides ``method`` trains with on ``task``: the tuning stage's choice, or {} (the method's
+    defaults) when the profile is not tuned or the method has no tuning grid. A fine-tuned method
+    (``learn.methods.FINE_TUNED``) takes its base method's choice, then the task's regime: both
+    methods of the pair train with what validation chose for their loss and mining, and no backbone
+    is trained for a grid of its own."""
     if method in FINE_TUNED:
-        return regime_settings(task, method, profile)
+        return {**tuned_settings(store, task, profile, base_method(method)), **regime_settings(task, method, profile)}
     key = (task, "tuning")
     if not profile.tune or method not in METHODS_AT_FULL_DIM or not store.is_valid(*key):
         return {}

@@ -68,8 +68,8 @@ PROFILES = {
     # "Ceiling", full embedder rows). Pose trains blocks 13-15: on this profile's data they closed 0.503
     # of the gap in the ceiling's run (one seed) where the frozen heads closed at most 0.417, the top
     # block alone gaining little more than the head on the quick data; in the full bench 0.507 over two
-    # seeds with the tuned (squared) distance, 0.488 with the plain one, at ~510 s a model. Caption trains the top block, less than half that cost. Nor does the
-    # CNN train at d=16: it scored there what it scores at d=128 (0.976 against 0.975).
+    # seeds with the tuned (squared) distance, 0.488 with the plain one, at ~510 s a model. Caption trains
+    # the top block, less than half that cost. Nor does the CNN train at d=16: it scored there what it scores at d=128 (0.976 against 0.975).
     "full": Profile("full", {"train": 10000, "gallery": 2000, "query": 500}, seeds=(0, 1, 2), steps=600, tune=True,
                     ablation_dims=(16,), fine_tune=(("layout", "cnn"), ("pose", "top_3_blocks")),
                     fine_tune_default="top_blocks",

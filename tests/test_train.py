@@ -154,6 +154,19 @@ def test_the_cnn_embedder_learns_from_images_and_reloads(tmp_path):
         fit(np.zeros((20, 7), np.float32), labels[:20], label_distance, "log_ratio_ft", steps=1, **SMALL)
 
 
+def test_the_cnn_embedder_starts_from_its_seed_whatever_ran_before():
+    images, labels = discs(64, 0)
+
+    def weights(seed):
+        model, _ = fit(images, labels, label_distance, "log_ratio_ft", dim=8, steps=2, seed=seed, **SMALL)
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    first = weights(0)
+    torch.rand(10)  # whatever else used torch's global generator meanwhile
+    assert torch.equal(weights(0), first)
+    assert not torch.equal(weights(1), first)
+
+
 def test_the_top_blocks_embedder_trains_the_backbones_top_on_cached_activations_and_reloads(tmp_path):
     from dml_core.features.backbone import shared_backbone
     from dml_core.features.cache import compute_features

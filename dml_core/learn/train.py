@@ -145,19 +145,6 @@ def fit(inputs, labels=None, label_distance: Callable | None = None, method="log
         overrides["steps"] = int(steps)
     config = get_method(method, **overrides)
     _check_inputs(inputs, labels, text_inputs, config)
-    if config.embedder == "cnn" and trunk is None:
-        from dml_core.learn import cnn
-
-        if getattr(inputs, "ndim", 0) != 4 or inputs.shape[-1] != 3:
-            raise ValueError(f"the cnn embedder trains on images (N, H, W, 3), got shape {getattr(inputs, 'shape', None)}")
-        trunk, trunk_spec = cnn.compact_cnn(), cnn.trunk_spec()
-    elif config.embedder == "top_blocks" and trunk is None:
-        from dml_core.learn import top_blocks
-
-        if getattr(inputs, "ndim", 0) != 4 or inputs.shape[-1] == 3:
-            raise ValueError(f"the top_blocks embedder trains on cached activations (N, C, H, W) of feature mode "
-                             f"{top_blocks.split_mode(config.trained_blocks)!r}, got shape {getattr(inputs, 'shape', None)}")
-        trunk, trunk_spec = top_blocks.top_blocks(config.trained_blocks), top_blocks.trunk_spec(config.trained_blocks)
     meta = _run_meta(config, seed, inputs, dim)
     checkpoint_dir = checkpoint.directory if checkpoint is not None else None
     rng = np.random.default_rng(seed)
@@ -165,6 +152,8 @@ def fit(inputs, labels=None, label_distance: Callable | None = None, method="log
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
+        if trunk is None:  # seeded like the head: a CNN's initial weights come from the seed, not from what ran before
+            trunk, trunk_spec = _builtin_trunk(config, inputs)
         model, optimizer, start, history = _init_or_resume(
             inputs, config, dim, seed, trunk, trunk_spec, text_inputs, checkpoint_dir, checkpoint is not None and checkpoint.resume, meta, rng, device)
         if start >= config.steps:
@@ -214,6 +203,24 @@ def fit(inputs, labels=None, label_distance: Callable | None = None, method="log
             bar.close()
     seconds = time.perf_counter() - began
     return model.eval(), _history(history, seconds, steps_run)
+
+
+def _builtin_trunk(config: MethodConfig, inputs) -> tuple[nn.Module | None, dict | None]:
+    """The trunk the method's embedder trains (the CNN, or the backbone's top blocks), None for a head."""
+    if config.embedder == "cnn":
+        from dml_core.learn import cnn
+
+        if getattr(inputs, "ndim", 0) != 4 or inputs.shape[-1] != 3:
+            raise ValueError(f"the cnn embedder trains on images (N, H, W, 3), got shape {getattr(inputs, 'shape', None)}")
+        return cnn.compact_cnn(), cnn.trunk_spec()
+    if config.embedder == "top_blocks":
+        from dml_core.learn import top_blocks
+
+        if getattr(inputs, "ndim", 0) != 4 or inputs.shape[-1] == 3:
+            raise ValueError(f"the top_blocks embedder trains on cached activations (N, C, H, W) of feature mode "
+                             f"{top_blocks.split_mode(config.trained_blocks)!r}, got shape {getattr(inputs, 'shape', None)}")
+        return top_blocks.top_blocks(config.trained_blocks), top_blocks.trunk_spec(config.trained_blocks)
+    return None, None
 
 
 def _history(history: dict, seconds: float, steps_run: int) -> dict:

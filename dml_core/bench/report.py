@@ -30,8 +30,9 @@ def _reference_row(name: str, scores: dict) -> str:
 def _fine_tuned_lines(result: dict) -> list[str]:
     """How each task's fine-tuned pair trained its backbone (the regime its kind names, and the blocks
     its profile declares), and why."""
-    from dml_core.learn.methods import FINE_TUNE_REGIMES
+    from dml_core.learn.methods import FINE_TUNED
     from dml_core.learn.top_blocks import trained_part
+    from dml_core.pipeline.plan import regime_settings
     from dml_core.pipeline.profiles import PROFILES
 
     regimes = {task: data["methods"][m]["kind"] for task, data in _tasks(result) for m in data["methods"]
@@ -41,8 +42,7 @@ def _fine_tuned_lines(result: dict) -> list[str]:
     profile = PROFILES.get(result.get("profile"))
 
     def described(task: str, kind: str) -> str:
-        regime = profile.fine_tune_regime(task) if profile is not None else None
-        blocks = FINE_TUNE_REGIMES[regime].get("trained_blocks") if regime in FINE_TUNE_REGIMES else None
+        blocks = regime_settings(task, FINE_TUNED[0], profile).get("trained_blocks") if profile is not None else None
         part = f" ({trained_part(blocks)})" if kind == "top_blocks" and blocks is not None else ""
         return f"{task} {EMBEDDER_KINDS.get(kind, kind)}{part}"
 

@@ -46,13 +46,33 @@ def app_command(home: str | os.PathLike, port: int, *options: str, log_path: str
     the process. On exit: SIGINT (Ctrl-C) if still running, then a bounded wait, then SIGKILL."""
     env = dict(os.environ, DML_HOME=str(home), PYTHONUNBUFFERED="1")
     log = open(log_path, "w") if log_path else open(os.devnull, "w")
-    process = subprocess.Popen([sys.executable, "-m", "dml_core", "app", "--port", str(port), "--address", "127.0.0.1",
-                                *options], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    with _sigint_not_ignored():
+        process = subprocess.Popen([sys.executable, "-m", "dml_core", "app", "--port", str(port), "--address", "127.0.0.1",
+                                    *options], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         yield process
     finally:
         stop_process(process, signal.SIGINT, 60)
         log.close()
+
+
+@contextlib.contextmanager
+def _sigint_not_ignored():
+    """Start children with SIGINT at its default, as a terminal's foreground command has it.
+
+    A process started in the background by a shell without job control (``cmd &`` in a script or a
+    subshell, ``nohup``) inherits SIGINT ignored, and so do its children; Python then installs no
+    Ctrl-C handler, and the app would ignore the SIGINT sent here as the user's Ctrl-C (the app test
+    failed so whenever pytest was launched that way). A handler of our own is reset to the default
+    in a child at exec, an ignored signal is not."""
+    ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    if ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        if ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def healthy(url: str) -> bool:

@@ -171,3 +171,32 @@ def test_a_precomputed_map_keeps_umaps_neighbourhoods(gallery, projection):
     kept = lambda coords: np.mean([len(set(a) & set(b)) / 10 for a, b in zip(neighbours(coords), truth)])
     raw = umap.UMAP(n_neighbors=15, min_dist=0.1, metric="cosine", random_state=3, n_jobs=1).fit_transform(gallery)
     assert kept(projection.coords) > 0.8 * kept(raw) and kept(projection.coords) > 0.3
+
+
+
+_FIRST_PROJECTION_IN_A_NEW_PROCESS = """
+import numpy as np
+from numba.core import event
+from dml_core.search.projection import _umap, fit_projection
+_umap()  # the import compiles umap's few eagerly typed functions, cache or not
+with event.install_recorder("numba:compile") as compiles:
+    coords = fit_projection(np.random.default_rng(0).normal(size=(40, 8)).astype(np.float32), seed=1).coords
+print(sum(e.is_start for _, e in compiles.buffer), coords.tobytes().hex())
+"""
+
+
+def test_a_new_process_loads_umaps_compiled_functions_from_numbas_cache_instead_of_compiling_them():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    def run():
+        done = subprocess.run([sys.executable, "-c", _FIRST_PROJECTION_IN_A_NEW_PROCESS], capture_output=True, text=True,
+                              timeout=300, cwd=Path(__file__).resolve().parents[1], check=True)
+        compiled, coords = done.stdout.split()
+        return int(compiled), coords
+
+    first = run()  # compiles and fills the cache if no process has yet
+    compiled, coords = run()
+    assert compiled == 0
+    assert coords == first[1]  # the cached machine code computes what the compiled one did

@@ -173,7 +173,6 @@ def test_a_precomputed_map_keeps_umaps_neighbourhoods(gallery, projection):
     assert kept(projection.coords) > 0.8 * kept(raw) and kept(projection.coords) > 0.3
 
 
-
 _FIRST_PROJECTION_IN_A_NEW_PROCESS = """
 import numpy as np
 from numba.core import event
